@@ -1,0 +1,59 @@
+"""Project hooks: quiet third-party logging and name the MLflow run legibly."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.utils import find_kedro_project
+
+# Libraries that are chatty at INFO level; their warnings still show.
+_QUIET_LOGGERS = ("opfython", "numba", "matplotlib", "PIL", "alembic", "mlflow", "git")
+
+
+def project_path() -> str:
+    """Absolute path of the Kedro project that contains the working directory."""
+    root = find_kedro_project(Path.cwd())
+    return str(Path(root if root is not None else Path.cwd()).resolve())
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else a SQLite store inside the project."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{project_path()}/mlflow.db"
+
+
+class ProjectHooks:
+    """Hooks registered in ``settings.HOOKS``."""
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        for name in _QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", module="opfython")
+        warnings.filterwarnings("ignore", category=FutureWarning, module="mlflow")
+        self._env = context.env or "local"
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline) -> None:
+        # kedro-mlflow's hook (a plugin, registered after the project's hooks)
+        # runs first and has started the run by now.
+        import mlflow
+
+        if mlflow.active_run() is None:
+            return
+        names = run_params.get("pipeline_names") or [
+            run_params.get("pipeline_name") or "__default__"
+        ]
+        if isinstance(names, str):
+            names = [names]
+        env = run_params.get("env") or getattr(self, "_env", "local")
+        label = "+".join("all" if n == "__default__" else n for n in names)
+        mlflow.set_tag("mlflow.runName", f"{env} | {label}")
+        mlflow.set_tags({"lqknn.env": env, "lqknn.pipelines": label})

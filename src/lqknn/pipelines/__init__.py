@@ -1,0 +1,1 @@
+"""Thin Kedro adapters over the ``lqknn`` library, one package per pipeline."""
