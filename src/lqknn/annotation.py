@@ -333,6 +333,12 @@ def run_evaluation_study(
         quality_key(ks, kt): np.asarray(local_quality[quality_key(ks, kt)])
         for ks, kt in config.ks_kt
     }
+    for key, lq in lq_grid.items():
+        if lq.shape != emb.shape[:2]:
+            raise ValueError(
+                f"local_quality[{key!r}] has shape {lq.shape}; it must be "
+                f"(n_configs, N) = {emb.shape[:2]}, one row per embedding."
+            )
     reps = range(config.n_repetitions)
     if progress:
         from tqdm.auto import tqdm
@@ -371,6 +377,10 @@ def summarise_results(results: pd.DataFrame) -> pd.DataFrame:
     in percent, in the layout of the paper's Table 4."""
     keys = [c for c in ("projection", "method", "quality", "tau", "K") if c in results]
     frame = results.copy()
+    if "K" in frame:
+        # Methods without K (OPF-semi, LabelSpreading) make the column float;
+        # keep K an integer so tables and metric names read "5", not "5.0".
+        frame["K"] = frame["K"].astype("Int64")
     for c in keys:
         frame[c] = frame[c].astype(object).where(frame[c].notna(), "-")
     agg = frame.groupby(keys, sort=False).agg(
@@ -434,8 +444,10 @@ def annotate(
     setting meets ``target_accuracy`` the most accurate one is used and
     ``meets_target`` is False (logged as a warning).
     """
-    y = check_labels(manual_labels, "manual_labels")
+    y = check_labels(manual_labels, "manual_labels", n_samples=np.shape(embedding)[0])
     check_float(target_accuracy, "target_accuracy", low=0, high=1)
+    if len(Ks) == 0:
+        raise ValueError("Ks must hold at least one K.")
     nb = knn_excluding_self(embedding, max(Ks))
     est = estimate_setting_accuracy(
         embedding,
@@ -488,7 +500,29 @@ def annotated_table(
     propagated / unlabelled), parent_sample_id, iteration, local_quality,
     estimated_accuracy, K, tau. Manual labels are copied unchanged.
     """
+    n = len(samples)
     labels = result.labels
+    if labels.shape[0] != n:
+        raise ValueError(
+            f"result has {labels.shape[0]} labels but samples has {n} rows; "
+            "both must describe the same pool, in the same order."
+        )
+    manual_labels = check_labels(manual_labels, "manual_labels", n_samples=n)
+    local_quality = np.asarray(local_quality, dtype=float)
+    if local_quality.shape != (n,):
+        raise ValueError(
+            f"local_quality has shape {local_quality.shape}; expected ({n},)."
+        )
+    if labels.max(initial=-1) >= len(class_names):
+        raise ValueError(
+            f"labels hold class id {int(labels.max())} but class_names has only "
+            f"{len(class_names)} names."
+        )
+    manual = manual_labels >= 0
+    if not np.array_equal(labels[manual], manual_labels[manual]):
+        raise ValueError(
+            "result changed manual labels; manual labels must be copied unchanged."
+        )
     source = np.where(
         manual_labels >= 0, "manual", np.where(labels >= 0, "propagated", "unlabelled")
     )
@@ -504,7 +538,7 @@ def annotated_table(
             "source": source,
             "parent_sample_id": parent,
             "iteration": result.iteration,
-            "local_quality": np.asarray(local_quality, dtype=float),
+            "local_quality": local_quality,
             "estimated_accuracy": float(setting.get("accuracy", np.nan)),
             "K": int(setting["K"]),
             "tau": float(setting["tau"]),

@@ -43,7 +43,7 @@ import pandas as pd
 # threads made 2-thread training 10-30x slower than 1 thread (measured on the
 # project's 2-core machine). Read once, when torch's OpenMP runtime loads, so it
 # only takes effect if torch is not imported yet; a user's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # also in lqknn/__init__.py
 
 import torch  # noqa: E402
 from matplotlib.figure import Figure
@@ -1009,6 +1009,47 @@ def extract_features(
     enc = FeatureEncoder(method, n_components=n_components, seed=seed, **train_kwargs)
     enc.fit(fit_x)
     return enc.transform(x), enc.model_, enc.history_
+
+
+def encoder_to_state(encoder: FeatureEncoder) -> dict:
+    """Picklable dict of a fitted :class:`FeatureEncoder` (any method).
+
+    ``{"method", "seed", "n_components", "input_shape", "n_features_out",
+    "autoencoder": save_model(...) or None, "pca": fitted PCA or None}``; the
+    auto-encoder part holds only plain python and numpy (see :func:`save_model`).
+    """
+    if encoder.input_shape_ is None:
+        raise ValueError("the FeatureEncoder is not fitted yet; call fit first.")
+    return {
+        "method": encoder.method,
+        "seed": encoder.seed,
+        "n_components": encoder.n_components,
+        "input_shape": list(encoder.input_shape_),
+        "n_features_out": encoder.n_features_out_,
+        "autoencoder": save_model(encoder.model_)
+        if encoder.method == "autoencoder"
+        else None,
+        "pca": encoder.model_ if encoder.method == "pca" else None,
+    }
+
+
+def encoder_from_state(state: dict) -> FeatureEncoder:
+    """Rebuild a fitted :class:`FeatureEncoder` from :func:`encoder_to_state`."""
+    if not isinstance(state, dict) or state.get("method") not in _METHODS:
+        raise ValueError(
+            "state must be a dict produced by lqknn.features.encoder_to_state; "
+            "re-run the feature_extraction pipeline to rebuild it."
+        )
+    enc = FeatureEncoder(
+        state["method"], n_components=state.get("n_components"), seed=state["seed"]
+    )
+    enc.input_shape_ = tuple(int(s) for s in state["input_shape"])
+    enc.n_features_out_ = int(state["n_features_out"])
+    if state["method"] == "autoencoder":
+        enc.model_ = load_model(state["autoencoder"])
+    elif state["method"] == "pca":
+        enc.model_ = state["pca"]
+    return enc
 
 
 # -------------------------------------------------------------------- diagnostic

@@ -520,15 +520,14 @@ def tsne_grid(
     embeddings.
 
     Parallelism: the perplexity stage and the configurations fan out over
-    ``n_jobs`` joblib workers; every openTSNE call runs single-threaded, so the
-    workers never oversubscribe the cores and the result does not depend on
-    ``n_jobs``. joblib is asked to prefer threads: openTSNE's gradient kernels
-    release the GIL, and threads share the affinities instead of copying them
-    into every process (and start instantly). ``joblib.parallel_config(
-    backend="loky")`` around the call switches to processes; the embeddings are
-    the same. Each embedding is seeded with
-    ``seed`` (neighbour search and initialisation), so the same seed gives the
-    same embeddings.
+    ``n_jobs`` joblib workers (joblib's default backend, loky processes: true
+    parallelism whatever openTSNE does with the GIL; large affinity arrays
+    travel to the workers memory-mapped). Every openTSNE call runs
+    single-threaded, so the workers never oversubscribe the cores and the result
+    does not depend on ``n_jobs`` or on the backend
+    (``joblib.parallel_config(backend="threading")`` avoids the process start-up
+    for small grids). Each embedding is seeded with ``seed`` (neighbour search
+    and initialisation), so the same seed gives the same embeddings.
 
     Parameters
     ----------
@@ -548,8 +547,8 @@ def tsne_grid(
     seed : int, default 0
         Seed of the neighbour search (Annoy) and of the initialisation jitter.
     n_jobs : int, default 1
-        joblib workers (threads unless a joblib backend is configured); -1 for
-        all cores.
+        joblib workers (processes unless another joblib backend is
+        configured); -1 for all cores.
     progress : bool, default True
         Show a tqdm progress bar over configurations.
     reuse_affinities : bool, default True
@@ -623,7 +622,7 @@ def tsne_grid(
     t_start = time.perf_counter()
     affinity_seconds: dict = {}
 
-    with Parallel(n_jobs=n_jobs, return_as="generator", prefer="threads") as parallel:
+    with Parallel(n_jobs=n_jobs, return_as="generator") as parallel:
         if reuse_affinities:
             ps = list(dict.fromkeys(table["perplexity"]))
             stage = parallel(

@@ -49,11 +49,15 @@ def plot_accuracy_vs_k(results: pd.DataFrame, *, projection: str = "best") -> Fi
     for i, tau in enumerate(taus):
         sub = frame[(frame["method"] == "lq_knn") & (frame["tau"] == tau)]
         colour = _TAU_COLOURS(i / max(1, len(taus)))
-        for ax, col in zip(axes, ("annotation_accuracy", "labelled_fraction")):
+        for ax, col in zip(
+            axes, ("annotation_accuracy", "labelled_fraction"), strict=True
+        ):
             _curve(ax, _mean_std(sub, col), f"LQ-KNN tau={tau:g}", colour)
     std = frame[frame["method"] == "std_knn"]
     if len(std):
-        for ax, col in zip(axes, ("annotation_accuracy", "labelled_fraction")):
+        for ax, col in zip(
+            axes, ("annotation_accuracy", "labelled_fraction"), strict=True
+        ):
             _curve(ax, _mean_std(std, col), "Std-KNN", "tab:red", "--")
     axes[0].set_ylabel("annotation accuracy (%)")
     axes[1].set_ylabel("labelled (%)")
@@ -78,7 +82,9 @@ def plot_sorted_vs_unsorted(results: pd.DataFrame) -> Figure:
             if not len(sub):
                 continue
             name = "sorted" if method == "lq_knn" else "unsorted"
-            for ax, col in zip(axes, ("annotation_accuracy", "labelled_fraction")):
+            for ax, col in zip(
+                axes, ("annotation_accuracy", "labelled_fraction"), strict=True
+            ):
                 _curve(ax, _mean_std(sub, col), f"{name}, tau={tau:g}", colour, style)
     axes[0].set_ylabel("annotation accuracy (%)")
     axes[1].set_ylabel("labelled (%)")
