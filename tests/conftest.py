@@ -20,7 +20,8 @@ SHARED_MNIST = PROJECT_ROOT.parent / "shared" / "data" / "mnist"
 
 
 def copy_project(dest: Path) -> Path:
-    """Copy what ``kedro run`` needs (pyproject, conf, notebooks) into ``dest``."""
+    """Copy what ``kedro run`` needs (pyproject, conf, notebooks; src linked) into
+    ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("pyproject.toml", ".telemetry", "README.md"):
         shutil.copy2(PROJECT_ROOT / name, dest / name)
@@ -30,6 +31,9 @@ def copy_project(dest: Path) -> Path:
         ignore=shutil.ignore_patterns("credentials.yml", "mlflow.yml.local"),
     )
     shutil.copytree(PROJECT_ROOT / "notebooks", dest / "notebooks")
+    # Kedro puts <project>/src on sys.path: link the real sources (read-only use).
+    (dest / "src").mkdir()
+    (dest / "src" / "lqknn").symlink_to(PROJECT_ROOT / "src" / "lqknn")
     for layer in (
         "01_raw",
         "02_intermediate",
@@ -46,12 +50,16 @@ def copy_project(dest: Path) -> Path:
 
 def kedro(project: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``kedro ARGS`` in ``project``; fail the test with its output on error."""
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env.update(KEDRO_DISABLE_TELEMETRY="1", MPLBACKEND="Agg", PYTHONHASHSEED="0")
+    # Telemetry is NOT disabled here: the project's own settings must keep every
+    # run free of prompts (stdin is closed, so a prompt would fail the run).
+    drop = ("MLFLOW_TRACKING_URI", "KEDRO_DISABLE_TELEMETRY", "DO_NOT_TRACK")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(MPLBACKEND="Agg", PYTHONHASHSEED="0")
     proc = subprocess.run(
         [sys.executable, "-m", "kedro", *args],
         cwd=project,
         env=env,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -15,6 +15,8 @@ import numpy as np
 
 
 def _finite(value: Any) -> float | None:
+    if isinstance(value, (str, bytes)):
+        return None  # float("0.5") would pass a text value off as a metric
     try:
         value = float(value)
     except (TypeError, ValueError):

@@ -120,13 +120,14 @@ def summarise_propagation(
 
 def _markdown(summary: pd.DataFrame) -> str:
     lines = [
-        "| projection | method | tau | K | annotation acc. % | labelled % | ms / sample |",
-        "|---|---|---|---|---|---|---|",
+        "| projection | method | lq (ks, kt) | tau | K | annotation acc. % "
+        "| labelled % | ms / sample |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for _, r in summary.iterrows():
         tau = r["tau"] if r["tau"] == "-" else f"{r['tau']:g}"
         lines.append(
-            f"| {r['projection']} | {r['method']} | {tau} | {r['K']} | "
+            f"| {r['projection']} | {r['method']} | {r['quality']} | {tau} | {r['K']} | "
             f"{r['accuracy_mean']:.2f} +- {np.nan_to_num(r['accuracy_std']):.2f} | "
             f"{r['labelled_mean']:.2f} +- {np.nan_to_num(r['labelled_std']):.2f} | "
             f"{r['ms_per_sample']:.4f} |"
