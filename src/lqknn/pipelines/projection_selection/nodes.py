@@ -142,9 +142,9 @@ def plot_selected_projections(
     marker per subject), and the best projection coloured by local quality."""
     pool = samples[pool_mask(samples)]
     labels = pool["label"].to_numpy()
-    subjects = (
-        pool["subject_id"].to_numpy() if pool["subject_id"].nunique() > 1 else None
-    )
+    # One marker per subject where markers stay distinguishable (<= 12 subjects).
+    n_subjects = pool["subject_id"].nunique()
+    subjects = pool["subject_id"].to_numpy() if 1 < n_subjects <= 12 else None
     figs = []
     for which in ("best", "worst"):
         idx = selected[which]
