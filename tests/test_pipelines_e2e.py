@@ -44,17 +44,31 @@ def test_full_run_writes_schema_and_report(tiny_run):
     assert set(samples["split"]) == {"pool"}
     assert samples["subject_id"].nunique() == 4
     report = (_reporting(tiny_run) / "report.md").read_text()
-    for section in ("## Features", "## Projection", "## Propagation", "## Classification"):
+    for section in (
+        "## Features",
+        "## Projection",
+        "## Propagation",
+        "## Classification",
+    ):
         assert section in report
-    for png in ("example_images", "best_projection", "accuracy_vs_k", "classification_boxplot"):
+    for png in (
+        "example_images",
+        "best_projection",
+        "accuracy_vs_k",
+        "classification_boxplot",
+    ):
         assert (_reporting(tiny_run) / f"{png}.png").stat().st_size > 5_000
 
 
 def test_propagation_outputs_are_consistent(tiny_run):
     out = tiny_run / "data"
-    results = pd.read_parquet(out / "07_model_output" / "test" / "propagation_results.parquet")
+    results = pd.read_parquet(
+        out / "07_model_output" / "test" / "propagation_results.parquet"
+    )
     assert set(results["repetition"]) == {0, 1}
-    assert {"std_knn", "lq_knn", "lq_knn_unsorted", "opf_semi"} <= set(results["method"])
+    assert {"std_knn", "lq_knn", "lq_knn_unsorted", "opf_semi"} <= set(
+        results["method"]
+    )
     assert results["annotation_accuracy"].between(0, 1).all()
     sets = joblib.load(out / "05_model_input" / "test" / "propagated_label_sets.joblib")
     assert sets["mode"] == "evaluation"
@@ -67,12 +81,17 @@ def test_propagation_outputs_are_consistent(tiny_run):
             np.testing.assert_array_equal(labels[manual >= 0], manual[manual >= 0])
         np.testing.assert_array_equal(manual >= 0, rep["labelled_mask"])
         np.testing.assert_array_equal(manual[manual >= 0], truth[manual >= 0])
-    annotated = list((out / "07_model_output" / "test" / "annotated_dataset.csv").iterdir())
+    annotated = list(
+        (out / "07_model_output" / "test" / "annotated_dataset.csv").iterdir()
+    )
     table = pd.read_csv(annotated[0] / "annotated_dataset.csv")
     assert set(table["source"]) <= {"manual", "propagated", "unlabelled"}
-    assert {"parent_sample_id", "iteration", "local_quality", "estimated_accuracy"} <= set(
-        table.columns
-    )
+    assert {
+        "parent_sample_id",
+        "iteration",
+        "local_quality",
+        "estimated_accuracy",
+    } <= set(table.columns)
 
 
 def test_mlflow_has_parent_run_with_nested_fold_runs(tiny_run):
@@ -86,7 +105,9 @@ def test_mlflow_has_parent_run_with_nested_fold_runs(tiny_run):
     assert parent.info.run_name == "test | all"
     assert parent.data.params["ingest.source"] == "synthetic_hits"
     assert "features.knn5_accuracy" in parent.data.metrics
-    nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    nested = [
+        r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    ]
     results = pd.read_csv(
         tiny_run / "data" / "07_model_output" / "test" / "classification_results.csv"
     )
@@ -100,7 +121,9 @@ def test_mlflow_has_parent_run_with_nested_fold_runs(tiny_run):
 def test_each_pipeline_runs_alone_on_persisted_outputs(tiny_run, pipeline):
     kedro(tiny_run, "run", "--env", "test", "--pipeline", pipeline)
     if pipeline == "propagation":
-        folder = tiny_run / "data" / "07_model_output" / "test" / "annotated_dataset.csv"
+        folder = (
+            tiny_run / "data" / "07_model_output" / "test" / "annotated_dataset.csv"
+        )
         # versioned: the earlier annotated set is still there, untouched
         assert len(list(folder.iterdir())) >= 2
 
@@ -119,6 +142,8 @@ def test_mnist_ingestion_from_shared_idx(tmp_path):
         "--params",
         f"ingest.folder={SHARED_MNIST}",
     )
-    samples = pd.read_parquet(project / "data" / "03_primary" / "mnist" / "samples.parquet")
+    samples = pd.read_parquet(
+        project / "data" / "03_primary" / "mnist" / "samples.parquet"
+    )
     assert (samples["split"] == "test").sum() == 2000
     assert (samples["split"] == "pool").sum() == 8000
