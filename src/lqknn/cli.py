@@ -70,7 +70,9 @@ def project_settings(env: str | None, project: Path | None = None) -> dict[str, 
 
         args = dict(CONFIG_LOADER_ARGS)
         args["config_patterns"] = {"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]}
-        loader = OmegaConfigLoader(conf_source=str(Path(root) / "conf"), env=env, **args)
+        loader = OmegaConfigLoader(
+            conf_source=str(Path(root) / "conf"), env=env, **args
+        )
         config = loader["mlflow"]
     return {
         "tracking_uri": str(config["server"]["mlflow_tracking_uri"]),
@@ -119,7 +121,11 @@ def project_settings(env: str | None, project: Path | None = None) -> dict[str, 
     "(variant, loss) with every metric.",
 )
 @click.option(
-    "--digits", type=click.IntRange(0, 10), default=3, show_default=True, help="Decimals."
+    "--digits",
+    type=click.IntRange(0, 10),
+    default=3,
+    show_default=True,
+    help="Decimals.",
 )
 @click.option(
     "-o",

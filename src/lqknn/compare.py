@@ -351,9 +351,14 @@ def side_by_side(
     out = index.copy()
     for m in metrics:
         for loss in ordered:
-            part = table.loc[table["loss_name"] == loss, keys + [f"{m}_mean", f"{m}_std"]]
+            part = table.loc[
+                table["loss_name"] == loss, keys + [f"{m}_mean", f"{m}_std"]
+            ]
             part = part.rename(
-                columns={f"{m}_mean": f"{m}_mean[{loss}]", f"{m}_std": f"{m}_std[{loss}]"}
+                columns={
+                    f"{m}_mean": f"{m}_mean[{loss}]",
+                    f"{m}_std": f"{m}_std[{loss}]",
+                }
             )
             out = out.merge(part, on=keys, how="left")
         for loss in others:
@@ -374,10 +379,10 @@ def format_side_by_side(wide: pd.DataFrame, *, digits: int = 3) -> pd.DataFrame:
     for col in wide.columns:
         if "_mean[" in col:
             metric, loss = col.split("_mean[", 1)
-            std = wide.get(f"{metric}_std[{loss}")
+            std_col = f"{metric}_std[{loss}"
+            std = wide[std_col] if std_col in wide else pd.Series(np.nan, wide.index)
             out[f"{metric} [{loss}"] = [
-                _mean_std(m, None if std is None else s, digits)
-                for m, s in zip(wide[col], std if std is not None else wide[col])
+                _mean_std(m, s, digits) for m, s in zip(wide[col], std, strict=True)
             ]
         elif "_diff[" in col:
             metric, rest = col.split("_diff[", 1)
@@ -398,7 +403,7 @@ def format_long(table: pd.DataFrame, *, digits: int = 3) -> pd.DataFrame:
             metric = col.removesuffix("_mean")
             out[metric] = [
                 _mean_std(m, s, digits)
-                for m, s in zip(table[col], table[f"{metric}_std"])
+                for m, s in zip(table[col], table[f"{metric}_std"], strict=True)
             ]
     return out
 
@@ -415,14 +420,26 @@ def to_markdown(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured markdown table of ``frame`` (cells as ``str``)."""
 
     def cell(value) -> str:
-        text = "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+        text = (
+            ""
+            if value is None or (isinstance(value, float) and pd.isna(value))
+            else str(value)
+        )
         return text.replace("|", "\\|").replace("\n", " ")
 
     header = "| " + " | ".join(cell(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join(
-        "---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---" for c in frame.columns
-    ) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    rule = (
+        "|"
+        + "|".join(
+            "---:" if pd.api.types.is_numeric_dtype(frame[c]) else "---"
+            for c in frame.columns
+        )
+        + "|"
+    )
+    body = [
+        "| " + " | ".join(cell(v) for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *body]) + "\n"
 
 
