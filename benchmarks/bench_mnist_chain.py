@@ -83,9 +83,14 @@ def main() -> None:
     t_all = time.perf_counter()
     ds = load_mnist_idx(MNIST, test_size=2000, seed=0)
     if args.quick:
-        keep = np.r_[np.flatnonzero(ds.samples["split"] == "pool")[:1500],
-                     np.flatnonzero(ds.samples["split"] == "test")[:300]]
-        ds.images, ds.samples = ds.images[keep], ds.samples.iloc[keep].reset_index(drop=True)
+        keep = np.r_[
+            np.flatnonzero(ds.samples["split"] == "pool")[:1500],
+            np.flatnonzero(ds.samples["split"] == "test")[:300],
+        ]
+        ds.images, ds.samples = (
+            ds.images[keep],
+            ds.samples.iloc[keep].reset_index(drop=True),
+        )
     pool = (ds.samples["split"] == "pool").to_numpy()
     y_pool = ds.samples.loc[pool, "label"].to_numpy()
     lines = [
@@ -101,7 +106,11 @@ def main() -> None:
     feature_sets = {}
     for method in ("autoencoder", "pca"):
         t0 = time.perf_counter()
-        kw = {"epochs": args.ae_epochs, "progress": False} if method == "autoencoder" else {}
+        kw = (
+            {"epochs": args.ae_epochs, "progress": False}
+            if method == "autoencoder"
+            else {}
+        )
         enc = FeatureEncoder(method, n_components=32, seed=0, **kw).fit(ds.images[pool])
         feats = enc.transform(ds.images[pool])
         secs = time.perf_counter() - t0
@@ -118,8 +127,14 @@ def main() -> None:
     for method, feats in feature_sets.items():
         t0 = time.perf_counter()
         grid = tsne_grid(
-            feats, args.perplexities, args.exaggerations, ["auto"],
-            n_iter=args.n_iter, seed=0, n_jobs=1, progress=False,
+            feats,
+            args.perplexities,
+            args.exaggerations,
+            ["auto"],
+            n_iter=args.n_iter,
+            seed=0,
+            n_jobs=1,
+            progress=False,
         )
         t_tsne = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -142,7 +157,12 @@ def main() -> None:
         )
         t0 = time.perf_counter()
         study = run_evaluation_study(
-            grid.embeddings, lq, y_pool, cfg, [str(i) for i in range(10)], progress=False
+            grid.embeddings,
+            lq,
+            y_pool,
+            cfg,
+            [str(i) for i in range(10)],
+            progress=False,
         )
         t_study = time.perf_counter() - t0
         summary = summarise_results(study["results"])

@@ -133,6 +133,16 @@ def viz_page(browser, viz_site):
     context.close()
 
 
+def _screenshot(page, path: Path) -> None:
+    page.wait_for_timeout(1_000)  # let kedro-viz's transitions finish
+    # clicking a node scrolls the app's frame sideways to reveal it; scroll back
+    page.evaluate(
+        "() => document.querySelectorAll('.kedro-pipeline')"
+        ".forEach(e => { e.scrollLeft = 0; })"
+    )
+    page.screenshot(path=str(path))
+
+
 def _select_pipeline(page, name: str) -> None:
     from playwright.sync_api import expect
 
@@ -176,7 +186,7 @@ def test_kedro_viz_selects_each_pipeline(viz_page):
     assert {"__default__", *KNOWN_NODES} <= listed
     selector.locator(".menu-option").filter(has_text="__default__").click()
     shots = _artefacts("kedro-viz")
-    page.screenshot(path=str(shots / "__default__.png"))
+    _screenshot(page, shots / "__default__.png")
     for pipeline, node in KNOWN_NODES.items():
         _select_pipeline(page, pipeline)
         expect(_task_node(page, node)).to_have_count(1)
@@ -185,7 +195,7 @@ def test_kedro_viz_selects_each_pipeline(viz_page):
             if other != pipeline:
                 expect(_task_node(page, other_node)).to_have_count(0)
         assert f"pid={pipeline}" in page.url
-        page.screenshot(path=str(shots / f"{pipeline}.png"))
+        _screenshot(page, shots / f"{pipeline}.png")
 
 
 @pytest.mark.slow
@@ -212,7 +222,7 @@ def test_kedro_viz_previews_summary_table_and_figure(viz_page, tiny_run):
         len(summary),
         timeout=5_000,
     )
-    page.screenshot(path=str(shots / "preview_classification_summary.png"))
+    _screenshot(page, shots / "preview_classification_summary.png")
 
     _select_pipeline(page, "evaluation")
     panel = _open_dataset(page, "classification_boxplot")
@@ -220,7 +230,7 @@ def test_kedro_viz_previews_summary_table_and_figure(viz_page, tiny_run):
     expect(image).to_be_visible()
     assert image.get_attribute("src").startswith("data:image/png;base64,")
     assert image.evaluate("img => img.naturalWidth") > 100
-    page.screenshot(path=str(shots / "preview_classification_boxplot.png"))
+    _screenshot(page, shots / "preview_classification_boxplot.png")
 
 
 # --------------------------------------------------------------------------- #
@@ -543,8 +553,8 @@ def test_notebook_runs_top_to_bottom(tiny_run):
             data = output.get("data", {})
             if "image/png" in data:
                 images.append(base64.b64decode(data["image/png"]))
-            if "text/plain" in data:
-                text.append(data["text/plain"])
+            # tables: their HTML (Kedro's extension renders text/plain with rich)
+            text.append(data.get("text/html", ""))
     text = "\n".join(text)
     assert "env 'test': 150 samples" in text
     assert "lq_knn_K10_tau0.1" in text and "gce_q0.7" in text  # summary table

@@ -102,7 +102,8 @@ def test_mlflow_has_parent_run_with_nested_fold_runs(tiny_run):
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1
     parent = parents[0]
-    assert parent.info.run_name == "test | all"
+    assert parent.info.run_name.startswith("test | all | synthetic_hits")
+    assert "autoencoder features" in parent.info.run_name
     assert parent.data.params["ingest.source"] == "synthetic_hits"
     assert "features.knn5_accuracy" in parent.data.metrics
     nested = [

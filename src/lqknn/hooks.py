@@ -41,7 +41,9 @@ class ProjectHooks:
         self._env = context.env or "local"
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline) -> None:
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline, catalog
+    ) -> None:
         # kedro-mlflow's hook (a plugin, registered after the project's hooks)
         # runs first and has started the run by now.
         import mlflow
@@ -55,5 +57,33 @@ class ProjectHooks:
             names = [names]
         env = run_params.get("env") or getattr(self, "_env", "local")
         label = "+".join("all" if n == "__default__" else n for n in names)
-        mlflow.set_tag("mlflow.runName", f"{env} | {label}")
+        key = _key_parameters(catalog)
+        name = " | ".join([env, label] + ([key] if key else []))
+        mlflow.set_tag("mlflow.runName", name)
         mlflow.set_tags({"lqknn.env": env, "lqknn.pipelines": label})
+
+
+def _key_parameters(catalog) -> str:
+    """Short summary of the parameters that distinguish runs, for run names:
+    data source, feature method, labelled fraction x repetitions, losses."""
+    try:
+        params = catalog.load("parameters")
+    except Exception:  # noqa: BLE001 - a run name must never stop a run
+        return ""
+    parts = []
+    source = (params.get("ingest") or {}).get("source")
+    if source:
+        parts.append(str(source))
+    method = (params.get("features") or {}).get("method")
+    if method:
+        parts.append(f"{method} features")
+    prop = params.get("propagation") or {}
+    if prop.get("n_repetitions"):
+        parts.append(
+            f"{prop.get('labelled_fraction', '?')} labelled x {prop['n_repetitions']}"
+        )
+    losses = (params.get("classification") or {}).get("losses") or []
+    names = [str(x.get("name", x)) if isinstance(x, dict) else str(x) for x in losses]
+    if names:
+        parts.append("+".join(names))
+    return ", ".join(parts)
