@@ -523,21 +523,32 @@ def annotated_table(
         raise ValueError(
             "result changed manual labels; manual labels must be copied unchanged."
         )
+    # Samples an expert marked "unknown" keep that decision: never a class label.
+    unknown = (
+        samples["label_name"].to_numpy() == "unknown"
+        if "label_name" in samples
+        else np.zeros(n, dtype=bool)
+    ) & ~manual
+    labels = np.where(unknown, -1, labels)
     source = np.where(
-        manual_labels >= 0, "manual", np.where(labels >= 0, "propagated", "unlabelled")
+        manual,
+        "manual",
+        np.where(unknown, "unknown", np.where(labels >= 0, "propagated", "unlabelled")),
     )
     ids = samples["sample_id"].to_numpy()
-    parent = np.where(result.parent >= 0, ids[np.maximum(result.parent, 0)], "")
+    has_parent = (result.parent >= 0) & ~unknown
+    parent = np.where(has_parent, ids[np.maximum(result.parent, 0)], "")
     names = np.asarray(list(class_names) + [""], dtype=object)
+    label_name = names[np.where(labels >= 0, labels, len(class_names))]
     return pd.DataFrame(
         {
             "sample_id": ids,
             "subject_id": samples["subject_id"].to_numpy(),
             "label": labels,
-            "label_name": names[np.where(labels >= 0, labels, len(class_names))],
+            "label_name": np.where(unknown, "unknown", label_name),
             "source": source,
             "parent_sample_id": parent,
-            "iteration": result.iteration,
+            "iteration": np.where(unknown, -1, result.iteration),
             "local_quality": local_quality,
             "estimated_accuracy": float(setting.get("accuracy", np.nan)),
             "K": int(setting["K"]),

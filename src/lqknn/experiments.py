@@ -123,7 +123,15 @@ def run_experiments(
     called in this process as each fold finishes (for MLflow and crash safety).
     """
     loss_specs = [_loss_spec(s) for s in losses]
-    config = CNNConfig(**{**(network or {})}) if network else None
+    config = CNNConfig(**network) if network else None
+    stored = len(label_sets["repetitions"])
+    if label_sets.get("mode") == "evaluation" and n_repetitions > stored:
+        raise ValueError(
+            f"{n_repetitions} classification repetitions need as many propagation "
+            f"repetitions (each with its own labelled subset) but only {stored} were "
+            "stored; raise params:propagation.n_repetitions or lower "
+            "params:classification.n_repetitions."
+        )
     jobs = []
     for r in range(n_repetitions):
         for variant in variants:
@@ -173,9 +181,12 @@ def run_experiments(
         for job in iterator:
             frames.append(one(*job, n_jobs, on_fold_done))
     else:
-        frames = Parallel(n_jobs=n_jobs)(delayed(one)(*job, 1, None) for job in jobs)
-        if on_fold_done is not None:
-            for frame in frames:
+        # Runs are logged as each one completes, so an interrupted run keeps them.
+        frames = []
+        parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+        for frame in parallel(delayed(one)(*job, 1, None) for job in jobs):
+            frames.append(frame)
+            if on_fold_done is not None:
                 for row in frame.to_dict("records"):
                     on_fold_done(row)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

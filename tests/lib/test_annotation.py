@@ -491,6 +491,26 @@ def test_annotated_table_provenance():
     assert table["estimated_accuracy"].iloc[0] == pytest.approx(chosen["accuracy"])
 
 
+def test_annotated_table_keeps_unknown_samples_out_of_the_classes():
+    """A sample an expert marked "unknown" never gets a class label in the
+    annotated set, even when propagation reached it."""
+    emb, lq, manual, _ = _production_problem()
+    result, chosen, _ = A.annotate(
+        emb, lq, manual, Ks=(3, 5), taus=(0.1, 0.3), target_accuracy=0.8, n_splits=3
+    )
+    samples = _samples_for(manual.size).copy()
+    reached = np.flatnonzero((manual < 0) & (result.labels >= 0))[:3]
+    samples["label_name"] = ""
+    samples.loc[reached, "label_name"] = "unknown"
+    table = A.annotated_table(samples, result, manual, lq, CLASS_NAMES, chosen)
+    rows = table.iloc[reached]
+    assert (rows["source"] == "unknown").all()
+    assert (rows["label"] == -1).all() and (rows["label_name"] == "unknown").all()
+    assert (rows["parent_sample_id"] == "").all() and (rows["iteration"] == -1).all()
+    others = np.setdiff1d(np.flatnonzero((manual < 0) & (result.labels >= 0)), reached)
+    assert (table.iloc[others]["source"] == "propagated").all()
+
+
 def test_annotated_table_rejects_misaligned_inputs():
     emb, lq, manual, _ = _production_problem()
     result = lq_knn(emb, manual, lq, 3, 0.1)

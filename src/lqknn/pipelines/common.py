@@ -30,3 +30,26 @@ def true_pool_labels(samples: pd.DataFrame, ground_truth: pd.DataFrame) -> np.nd
         fill = hidden.notna().to_numpy() & (labels < 0)
         labels[fill] = hidden.to_numpy()[fill].astype(np.int64)
     return labels
+
+
+def pool_rows(array, samples: pd.DataFrame, name: str) -> np.ndarray:
+    """``array[pool_mask(samples)]`` after checking that ``array`` has one row per
+    sample (a stale catalog entry otherwise gives a clear error)."""
+    arr = np.asarray(array)
+    if arr.shape[0] != len(samples):
+        raise ValueError(
+            f"{name} has {arr.shape[0]} rows but samples has {len(samples)}: they "
+            "come from different runs; re-run the pipelines that produce them."
+        )
+    return arr[pool_mask(samples)]
+
+
+def check_pool_aligned(array, samples: pd.DataFrame, name: str, axis: int = 0) -> None:
+    """Check that ``array`` has one entry per pool sample along ``axis``."""
+    n_pool = int(pool_mask(samples).sum())
+    if np.shape(array)[axis] != n_pool:
+        raise ValueError(
+            f"{name} has {np.shape(array)[axis]} pool samples along axis {axis} but "
+            f"samples has {n_pool}: they come from different runs; re-run "
+            "projection_selection (and what follows) on the current data set."
+        )

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lqknn import features as feat
-from lqknn.pipelines.common import pool_mask
+from lqknn.pipelines.common import pool_mask, pool_rows
 from lqknn.tracking import as_metric_history, as_metrics
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def train_feature_encoder(
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Fit the configured encoder on the pool: (persistable encoder state, history)."""
     method = params.get("method", "autoencoder")
-    pool = np.asarray(images)[pool_mask(samples)]
+    pool = pool_rows(images, samples, "images")
     if pool.shape[0] == 0:
         raise ValueError(
             "the pool is empty (no sample with split == 'pool'): nothing to train "
@@ -86,6 +86,7 @@ def assess_features(
     """Feature-quality diagnostics: 5-fold 5-NN accuracy on the labelled pool
     samples, final reconstruction error; loss per epoch as an MLflow history."""
     pool = pool_mask(samples)
+    pool_rows(features, samples, "features")
     labels = samples["label"].to_numpy()[pool]
     summary: dict[str, Any] = {
         "method": feature_model["method"],
@@ -121,13 +122,17 @@ def plot_feature_training(
     """Inputs next to reconstructions (a few per class) and the loss curves."""
     import matplotlib.pyplot as plt
 
-    encoder = feat.encoder_from_state(feature_model)
     pool = pool_mask(samples)
-    x = np.asarray(images)[pool]
     labels = samples["label"].to_numpy()[pool]
     if feature_model["method"] == "autoencoder":
+        # Reconstruct only what is drawn: the first few samples of every class.
+        shown = np.concatenate(
+            [np.flatnonzero(labels == c)[:3] for c in range(len(classes))]
+        )
+        x = np.asarray(images)[pool][shown]
+        model = feat.encoder_from_state(feature_model).model_
         recon_fig = feat.plot_reconstructions(
-            x, feat.reconstruct(encoder.model_, x), labels, classes
+            x, feat.reconstruct(model, x), labels[shown], classes
         )
         loss_fig = feat.plot_loss_curves(history)
     else:

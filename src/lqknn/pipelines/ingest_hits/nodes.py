@@ -76,9 +76,14 @@ def describe_dataset(
 ) -> tuple[dict[str, Any], dict[str, dict]]:
     """Data-set statistics (JSON summary + MLflow metrics); warns, before any
     training, when a class has no labelled sample."""
-    problems = check_label_coverage(samples, classes)
+    problems = check_label_coverage(samples, classes, on_missing="return")
     if problems:
-        logger.warning("ingest: %s", problems)
+        logger.warning(
+            "ingest: no labelled pool sample of class(es) %s: propagation and "
+            "training cannot learn them; label some or remove them from "
+            "params:ingest.classes.",
+            ", ".join(problems),
+        )
     labelled = samples["label"] >= 0
     pool = samples["split"] == "pool"
     per_class = {

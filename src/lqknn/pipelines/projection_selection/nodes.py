@@ -13,19 +13,43 @@ from matplotlib.figure import Figure
 from lqknn import projection, quality
 from lqknn.annotation import quality_key
 from lqknn.neighbors import ranked_neighbors
-from lqknn.pipelines.common import pool_labels, pool_mask
+from lqknn.pipelines.common import (
+    check_pool_aligned,
+    pool_labels,
+    pool_mask,
+    pool_rows,
+)
 from lqknn.tracking import as_metrics
 
 logger = logging.getLogger(__name__)
 
 
 def compute_tsne_grid(
-    features: np.ndarray, samples: pd.DataFrame, params: dict[str, Any]
+    features: np.ndarray,
+    samples: pd.DataFrame,
+    params: dict[str, Any],
+    quality_params: dict[str, Any],
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Every t-SNE configuration of the grid on the pool features:
-    (table of configurations with KL and seconds, embeddings (C, N_pool, 2))."""
+    (table of configurations with KL and seconds, embeddings (C, N_pool, 2)).
+
+    Checks what later nodes need (ks, kt, two labelled classes) before any t-SNE."""
+    pool = pool_rows(features, samples, "features")
+    n = pool.shape[0]
+    for ks, kt in quality_params["ks_kt"]:
+        if not (1 <= int(ks) < n and 1 <= int(kt) < n):
+            raise ValueError(
+                f"params:quality.ks_kt has ({ks}, {kt}); ks and kt must be in "
+                f"[1, {n - 1}] for {n} pool samples."
+            )
+    labelled = pool_labels(samples)
+    if np.unique(labelled[labelled >= 0]).size < 2:
+        raise ValueError(
+            "the pool has fewer than two labelled classes: the silhouette that "
+            "selects the projection is undefined; label samples of two classes."
+        )
     grid = projection.tsne_grid(
-        np.asarray(features)[pool_mask(samples)],
+        pool,
         params["perplexities"],
         params["early_exaggerations"],
         params["learning_rates"],
@@ -47,7 +71,8 @@ def compute_grid_local_quality(
 
     The high-dimensional neighbour lists are searched once and reused for every
     embedding and every (ks, kt)."""
-    high = np.asarray(features, dtype=np.float64)[pool_mask(samples)]
+    high = pool_rows(features, samples, "features").astype(np.float64)
+    check_pool_aligned(embeddings, samples, "embeddings", axis=1)
     pairs = [tuple(int(v) for v in p) for p in params["ks_kt"]]
     n = high.shape[0]
     m = min(n, max(ks + kt for ks, kt in pairs) + 1)
@@ -71,6 +96,7 @@ def select_projections(
     """Silhouette of the labelled pool samples for every configuration; best and
     worst configurations for the labels at hand."""
     metric = params.get("silhouette_metric", "sqeuclidean")
+    check_pool_aligned(embeddings, samples, "embeddings", axis=1)
     scores = projection.silhouette_scores(embeddings, pool_labels(samples), metric)
     table = tsne_grid.copy()
     table["silhouette"] = scores
@@ -112,7 +138,7 @@ def assess_projection_quality(
 ) -> tuple[dict[str, Any], dict[str, dict]]:
     """Global quality Q(ks, kt), trustworthiness and continuity of the best and
     worst projections (for reports; decisions never use them)."""
-    high = np.asarray(features, dtype=np.float64)[pool_mask(samples)]
+    high = pool_rows(features, samples, "features").astype(np.float64)
     ks, kt = (int(v) for v in params["ks_kt"][0])
     k = int(params.get("trustworthiness_k", 10))
     out: dict[str, Any] = {"ks": ks, "kt": kt, "trustworthiness_k": k}

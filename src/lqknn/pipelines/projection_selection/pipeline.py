@@ -17,7 +17,12 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=compute_tsne_grid,
-                inputs=["features", "samples", "params:projection"],
+                inputs=[
+                    "features",
+                    "samples",
+                    "params:projection",
+                    "params:quality",
+                ],
                 outputs=["tsne_grid", "embeddings"],
                 name="compute_tsne_grid",
             ),

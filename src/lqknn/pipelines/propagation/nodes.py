@@ -11,7 +11,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lqknn import annotation, reporting
-from lqknn.pipelines.common import pool_labels, pool_mask, true_pool_labels
+from lqknn.pipelines.common import (
+    check_pool_aligned,
+    pool_labels,
+    pool_mask,
+    true_pool_labels,
+)
 from lqknn.projection import select_projection, silhouette_scores
 from lqknn.tracking import as_metrics
 
@@ -33,11 +38,12 @@ def resolve_mode(samples: pd.DataFrame, mode: str) -> str:
     return "production" if unlabelled.any() else "evaluation"
 
 
-def _study_config(params: dict[str, Any], n_classes: int) -> annotation.StudyConfig:
+def _study_config(params: dict[str, Any], mode: str) -> annotation.StudyConfig:
     ec = params.get("error_control") or {}
     return annotation.StudyConfig(
         labelled_fraction=params["labelled_fraction"],
-        n_repetitions=params["n_repetitions"],
+        # Manual labels are fixed in production mode: repetitions would be identical.
+        n_repetitions=params["n_repetitions"] if mode == "evaluation" else 1,
         seed=params.get("seed", 0),
         Ks=params["Ks"],
         taus=params["taus"],
@@ -65,7 +71,15 @@ def run_propagation_study(
     """Every method over the K / tau grids for every repetition, the error-control
     estimates and the training label sets of every variant."""
     mode = resolve_mode(samples, params.get("mode", "auto"))
-    cfg = _study_config(params, len(classes))
+    cfg = _study_config(params, mode)
+    names = [v.name for v in cfg.variants]
+    shown = params.get("map_variant")
+    if shown is not None and shown not in names:
+        raise ValueError(
+            f"params:propagation.map_variant {shown!r} is not one of the variants "
+            f"{names}; name one of them (or null for the first)."
+        )
+    check_pool_aligned(embeddings, samples, "embeddings", axis=1)
     manual = pool_labels(samples)
     if manual.max(initial=-1) >= len(classes):
         raise ValueError(
@@ -216,7 +230,7 @@ def plot_propagation(
     if label_sets["mode"] == "production":
         y0 = pool_labels(samples)
     variants = first["labels"]
-    shown = params.get("map_variant") or next(iter(variants), None)
+    shown = params.get("map_variant") or next(iter(variants), None)  # checked upstream
     propagated = variants[shown] if shown else y0
     best = int(choices.iloc[0]["best_config"])
     return (

@@ -1,0 +1,126 @@
+"""Node-level checks of the Kedro adapters: clear errors before expensive work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lqknn.pipelines.common import check_pool_aligned, pool_rows, true_pool_labels
+from lqknn.pipelines.noisy_classification.nodes import resolve_protocol
+from lqknn.pipelines.projection_selection.nodes import compute_tsne_grid
+from lqknn.pipelines.propagation.nodes import resolve_mode, run_propagation_study
+
+
+def _samples(n=40, labels=None, split="pool"):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, n) if labels is None else np.asarray(labels)
+    return pd.DataFrame(
+        {
+            "sample_id": [f"s{i}" for i in range(n)],
+            "subject_id": ["a"] * n,
+            "label": labels,
+            "label_name": np.where(labels >= 0, "x", ""),
+            "split": split,
+        }
+    )
+
+
+def test_modes_and_protocols_follow_the_data():
+    full = _samples()
+    assert resolve_mode(full, "auto") == "evaluation"
+    partly = _samples(labels=np.r_[np.zeros(20, int), -np.ones(20, int)])
+    assert resolve_mode(partly, "auto") == "production"
+    unknown = full.copy()
+    unknown.loc[:3, ["label", "label_name"]] = [-1, "unknown"]
+    assert resolve_mode(unknown, "auto") == "evaluation"  # unknown is not unlabelled
+    assert resolve_protocol(full, "auto") == "loso"
+    assert resolve_protocol(_samples(split="test"), "auto") == "holdout"
+    with pytest.raises(ValueError, match="mode"):
+        resolve_mode(full, "sometimes")
+    with pytest.raises(ValueError, match="protocol"):
+        resolve_protocol(full, "kfold")
+
+
+def test_stale_arrays_are_named():
+    samples = _samples()
+    with pytest.raises(ValueError, match="features has 39 rows but samples has 40"):
+        pool_rows(np.zeros((39, 3)), samples, "features")
+    with pytest.raises(ValueError, match="embeddings has 30 pool samples"):
+        check_pool_aligned(np.zeros((2, 30, 2)), samples, "embeddings", axis=1)
+
+
+def test_true_pool_labels_fill_hidden_truth_only_where_unlabelled():
+    samples = _samples(labels=np.r_[np.zeros(2, int), -np.ones(2, int)], n=4)
+    truth = pd.DataFrame({"sample_id": ["s2", "s0"], "label": [1, 1]})
+    np.testing.assert_array_equal(true_pool_labels(samples, truth), [0, 0, 1, -1])
+
+
+@pytest.mark.parametrize(
+    ("quality", "labels", "message"),
+    [
+        ({"ks_kt": [[40, 10]]}, None, "ks and kt must be in"),
+        ({"ks_kt": [[10, 0]]}, None, "ks and kt must be in"),
+        ({"ks_kt": [[5, 5]]}, np.zeros(40, int), "fewer than two labelled classes"),
+    ],
+)
+def test_projection_inputs_checked_before_any_tsne(
+    monkeypatch, quality, labels, message
+):
+    import lqknn.projection
+
+    def boom(*args, **kwargs):
+        raise AssertionError("t-SNE ran before the inputs were checked")
+
+    monkeypatch.setattr(lqknn.projection, "tsne_grid", boom)
+    params = {"perplexities": [5], "early_exaggerations": [12], "learning_rates": [100]}
+    with pytest.raises(ValueError, match=message):
+        compute_tsne_grid(np.zeros((40, 3)), _samples(labels=labels), params, quality)
+
+
+def test_unknown_map_variant_is_an_error_before_propagating():
+    samples = _samples()
+    emb = np.random.default_rng(1).normal(size=(1, 40, 2))
+    params = {
+        "labelled_fraction": 0.5,
+        "n_repetitions": 1,
+        "Ks": [3],
+        "taus": [0.1],
+        "methods": ["std_knn"],
+        "ks_kt": [[5, 5]],
+        "variants": [{"name": "none", "method": "none"}],
+        "map_variant": "lq_knn_K10_tau0.1",
+    }
+    with pytest.raises(ValueError, match="map_variant"):
+        run_propagation_study(
+            emb,
+            {"ks5_kt5": np.ones((1, 40))},
+            samples,
+            pd.DataFrame(),
+            ["a", "b"],
+            params,
+        )
+
+
+def test_classification_repetitions_need_their_own_labelled_subsets():
+    from lqknn.experiments import run_experiments
+
+    samples = _samples()
+    sets = {
+        "mode": "evaluation",
+        "pool_sample_id": samples["sample_id"].to_numpy(),
+        "repetitions": [{"labels": {"none": samples["label"].to_numpy()}}],
+    }
+    with pytest.raises(ValueError, match="propagation repetitions"):
+        run_experiments(
+            np.zeros((40, 1, 8, 8), np.float32),
+            samples,
+            samples["label"].to_numpy(),
+            sets,
+            variants=["none"],
+            losses=["ce"],
+            protocol="loso",
+            n_repetitions=2,
+            class_names=["a", "b"],
+            training_params={"epochs": 1},
+        )
