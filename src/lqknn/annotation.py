@@ -498,7 +498,8 @@ def annotated_table(
 
     Columns: sample_id, subject_id, label, label_name, source (manual /
     propagated / unlabelled), parent_sample_id, iteration, local_quality,
-    estimated_accuracy, K, tau. Manual labels are copied unchanged.
+    estimated_accuracy, K, tau. Manual labels are copied unchanged; samples the
+    expert marked ``unknown`` keep label -1 and label_name ``unknown``.
     """
     n = len(samples)
     labels = result.labels
@@ -523,7 +524,9 @@ def annotated_table(
         raise ValueError(
             "result changed manual labels; manual labels must be copied unchanged."
         )
-    # Samples an expert marked "unknown" keep that decision: never a class label.
+    # Samples an expert marked "unknown" keep that decision: never a class label
+    # (source "unlabelled", label_name "unknown"). They stay points of the map, so
+    # propagation may pass through them, but they never keep the label it gave.
     unknown = (
         samples["label_name"].to_numpy() == "unknown"
         if "label_name" in samples
@@ -533,7 +536,7 @@ def annotated_table(
     source = np.where(
         manual,
         "manual",
-        np.where(unknown, "unknown", np.where(labels >= 0, "propagated", "unlabelled")),
+        np.where(labels >= 0, "propagated", "unlabelled"),
     )
     ids = samples["sample_id"].to_numpy()
     has_parent = (result.parent >= 0) & ~unknown

@@ -504,7 +504,7 @@ def test_annotated_table_keeps_unknown_samples_out_of_the_classes():
     samples.loc[reached, "label_name"] = "unknown"
     table = A.annotated_table(samples, result, manual, lq, CLASS_NAMES, chosen)
     rows = table.iloc[reached]
-    assert (rows["source"] == "unknown").all()
+    assert (rows["source"] == "unlabelled").all()
     assert (rows["label"] == -1).all() and (rows["label_name"] == "unknown").all()
     assert (rows["parent_sample_id"] == "").all() and (rows["iteration"] == -1).all()
     others = np.setdiff1d(np.flatnonzero((manual < 0) & (result.labels >= 0)), reached)
