@@ -53,6 +53,46 @@ def quality_key(ks: int, kt: int) -> str:
     return f"ks{int(ks)}_kt{int(kt)}"
 
 
+def _kept_indices(exclude, n: int) -> np.ndarray | None:
+    """Indices of the samples that take part in propagation, or None for all.
+
+    ``exclude`` (bool, shape (N,)) marks samples kept out of the problem: an
+    expert's ``unknown`` samples, which are neither labelled, nor relays, nor
+    scored. Propagation then runs on the other samples only (their map, their
+    neighbour lists); results are expanded back with -1 for excluded samples.
+    """
+    if exclude is None:
+        return None
+    mask = np.asarray(exclude)
+    if mask.dtype != bool or mask.shape != (n,):
+        raise ValueError(
+            f"exclude must be a boolean mask of shape ({n},), got dtype "
+            f"{mask.dtype} and shape {mask.shape}."
+        )
+    return np.flatnonzero(~mask) if mask.any() else None
+
+
+def _expand(values: np.ndarray, keep: np.ndarray, n: int, fill) -> np.ndarray:
+    """Scatter values of the kept samples back into an array of N entries."""
+    full = np.full(n, fill, dtype=values.dtype)
+    full[keep] = values
+    return full
+
+
+def _expand_result(result: PropagationResult, keep: np.ndarray, n: int):
+    """A result on the kept samples, as a result on all N samples."""
+    parent = np.where(result.parent >= 0, keep[np.maximum(result.parent, 0)], -1)
+    return PropagationResult(
+        labels=_expand(result.labels, keep, n, -1),
+        parent=_expand(parent, keep, n, -1),
+        iteration=_expand(result.iteration, keep, n, -1),
+        seconds=result.seconds,
+        neighbor_seconds=result.neighbor_seconds,
+        method=result.method,
+        params=result.params,
+    )
+
+
 @dataclass
 class Variant:
     """A training-set variant: which labels a classifier trains on.
@@ -277,6 +317,7 @@ def run_evaluation_study(
     class_names: Sequence[str],
     *,
     manual_labels=None,
+    exclude=None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Propagation measured over ``config.n_repetitions`` labelled subsets.
@@ -292,9 +333,16 @@ def run_evaluation_study(
     local_quality : mapping of str to ndarray of shape (n_configs, N)
         Normalised lq of every embedding, per (ks, kt) key (:func:`quality_key`).
     true_labels : ndarray of shape (N,)
-        Ground truth (-1 = none: such samples are never labelled nor scored).
+        Ground truth (-1 = none: such samples may be labelled, and count in the
+        labelled fraction, but not in the accuracy; ``exclude`` keeps samples out
+        entirely).
     config : StudyConfig
     class_names : sequence of str
+    manual_labels : ndarray of shape (N,), optional
+        Production mode: the labels to propagate from (-1 = unlabelled).
+    exclude : bool ndarray of shape (N,), optional
+        Samples kept out of the study (an expert's ``unknown`` samples): never
+        labelled, never a relay, never scored; -1 in every label set.
 
     Returns
     -------
@@ -339,6 +387,13 @@ def run_evaluation_study(
                 f"local_quality[{key!r}] has shape {lq.shape}; it must be "
                 f"(n_configs, N) = {emb.shape[:2]}, one row per embedding."
             )
+    n = emb.shape[1]
+    keep = _kept_indices(exclude, n)
+    if keep is not None:
+        emb, y_true = emb[:, keep], y_true[keep]
+        lq_grid = {key: lq[:, keep] for key, lq in lq_grid.items()}
+        if manual_labels is not None:
+            manual_labels = manual_labels[keep]
     reps = range(config.n_repetitions)
     if progress:
         from tqdm.auto import tqdm
@@ -364,8 +419,13 @@ def run_evaluation_study(
             {
                 "repetition": o["repetition"],
                 "seed": o["seed"],
-                "labelled_mask": o["labelled_mask"],
-                "labels": o["label_sets"],
+                "labelled_mask": o["labelled_mask"]
+                if keep is None
+                else _expand(o["labelled_mask"], keep, n, False),
+                "labels": {
+                    name: labels if keep is None else _expand(labels, keep, n, -1)
+                    for name, labels in o["label_sets"].items()
+                },
             }
             for o in outs
         ],
@@ -435,19 +495,43 @@ def annotate(
     n_splits: int = 10,
     seed: int = 0,
     fallback: Mapping[str, Any] | None = None,
+    exclude=None,
 ) -> tuple[PropagationResult, dict, pd.DataFrame]:
     """Production mode: choose (K, tau) from the labelled samples alone and
-    propagate LQ-KNN from all manual labels.
+    propagate LQ-KNN from all manual labels. ``exclude`` (bool mask, shape (N,))
+    keeps samples out of the problem (an expert's ``unknown`` samples): they are
+    neither labelled nor relays, and are -1 in the result.
 
     Returns the propagation result, the chosen setting (with its estimated
     accuracy and coverage, and ``meets_target``) and the estimate table. When no
     setting meets ``target_accuracy`` the most accurate one is used and
     ``meets_target`` is False (logged as a warning).
     """
-    y = check_labels(manual_labels, "manual_labels", n_samples=np.shape(embedding)[0])
+    n = np.shape(embedding)[0]
+    y = check_labels(manual_labels, "manual_labels", n_samples=n)
     check_float(target_accuracy, "target_accuracy", low=0, high=1)
     if len(Ks) == 0:
         raise ValueError("Ks must hold at least one K.")
+    keep = _kept_indices(exclude, n)
+    if keep is not None:
+        lq_all = np.asarray(local_quality)
+        if lq_all.shape != (n,):
+            raise ValueError(
+                f"local_quality has shape {lq_all.shape}; expected ({n},)."
+            )
+        result, chosen, est = annotate(
+            np.asarray(embedding)[keep],
+            lq_all[keep],
+            y[keep],
+            Ks=Ks,
+            taus=taus,
+            target_accuracy=target_accuracy,
+            hide_fraction=hide_fraction,
+            n_splits=n_splits,
+            seed=seed,
+            fallback=fallback,
+        )
+        return _expand_result(result, keep, n), chosen, est
     nb = knn_excluding_self(embedding, max(Ks))
     est = estimate_setting_accuracy(
         embedding,
@@ -525,8 +609,8 @@ def annotated_table(
             "result changed manual labels; manual labels must be copied unchanged."
         )
     # Samples an expert marked "unknown" keep that decision: never a class label
-    # (source "unlabelled", label_name "unknown"). They stay points of the map, so
-    # propagation may pass through them, but they never keep the label it gave.
+    # (source "unlabelled", label_name "unknown"), even from a result that was not
+    # computed with them excluded (annotate(..., exclude=...)).
     unknown = (
         samples["label_name"].to_numpy() == "unknown"
         if "label_name" in samples

@@ -583,3 +583,78 @@ def test_quality_key():
     cfg = make_config(ks_kt=((5, 5), (10, 10)))
     assert cfg.default_quality == "ks5_kt5"
     assert all(isinstance(v, A.Variant) for v in cfg.variants)
+
+
+# --------------------------------------------------------------------------- #
+# Samples kept out of propagation (an expert's "unknown" samples)
+# --------------------------------------------------------------------------- #
+def _exclusion(n, seed=11, count=25):
+    exclude = np.zeros(n, dtype=bool)
+    exclude[np.random.default_rng(seed).choice(n, count, replace=False)] = True
+    return exclude
+
+
+def test_study_with_exclude_equals_the_study_without_those_samples(problem):
+    """Oracle: the same study on the arrays with the excluded rows removed."""
+    emb, lq, y = problem
+    exclude = _exclusion(y.size)
+    y_unknown = np.where(exclude, -1, y)  # unknown samples carry no label
+    cfg = make_config(n_repetitions=2)
+    out = A.run_evaluation_study(
+        emb, lq, y_unknown, cfg, CLASS_NAMES, exclude=exclude, progress=False
+    )
+    keep = ~exclude
+    oracle = A.run_evaluation_study(
+        emb[:, keep],
+        {k: v[:, keep] for k, v in lq.items()},
+        y[keep],
+        cfg,
+        CLASS_NAMES,
+        progress=False,
+    )
+    pd.testing.assert_frame_equal(
+        out["results"].drop(columns=["seconds", "ms_per_sample", "neighbour_seconds"]),
+        oracle["results"].drop(
+            columns=["seconds", "ms_per_sample", "neighbour_seconds"]
+        ),
+    )
+    for got, want in zip(out["label_sets"], oracle["label_sets"], strict=True):
+        assert got["labelled_mask"].shape == y.shape
+        assert not got["labelled_mask"][exclude].any()
+        np.testing.assert_array_equal(got["labelled_mask"][keep], want["labelled_mask"])
+        for name, labels in got["labels"].items():
+            assert labels.shape == y.shape
+            assert (labels[exclude] == -1).all(), name
+            np.testing.assert_array_equal(labels[keep], want["labels"][name])
+    # the excluded samples are not in the labelled fraction's denominator
+    row = out["results"].iloc[0]
+    n_labelled = int(out["label_sets"][0]["labelled_mask"].sum())
+    assert row["n_unlabelled"] == keep.sum() - n_labelled
+
+
+def test_annotate_with_exclude_never_labels_nor_relays_through_them():
+    emb, lq, manual, _ = _production_problem()
+    exclude = _exclusion(manual.size) & (manual < 0)
+    kw = dict(Ks=(3, 5), taus=(0.1, 0.3), target_accuracy=0.8, n_splits=3)
+    result, chosen, est = A.annotate(emb, lq, manual, exclude=exclude, **kw)
+    keep = np.flatnonzero(~exclude)
+    oracle, chosen_o, est_o = A.annotate(emb[keep], lq[keep], manual[keep], **kw)
+    assert (result.labels[exclude] == -1).all()
+    assert (result.iteration[exclude] == -1).all()
+    assert not np.isin(result.parent, np.flatnonzero(exclude)).any()
+    np.testing.assert_array_equal(result.labels[keep], oracle.labels)
+    np.testing.assert_array_equal(result.iteration[keep], oracle.iteration)
+    has = oracle.parent >= 0
+    np.testing.assert_array_equal(result.parent[keep][has], keep[oracle.parent[has]])
+    assert (result.parent[keep][~has] == -1).all()
+    assert (chosen["K"], chosen["tau"]) == (chosen_o["K"], chosen_o["tau"])
+    pd.testing.assert_frame_equal(est, est_o)
+
+
+def test_exclude_must_be_a_boolean_mask_of_the_samples():
+    emb, lq, manual, _ = _production_problem()
+    kw = dict(Ks=(3,), taus=(0.1,), target_accuracy=0.8, n_splits=3)
+    with pytest.raises(ValueError, match="exclude must be a boolean mask"):
+        A.annotate(emb, lq, manual, exclude=np.zeros(manual.size), **kw)
+    with pytest.raises(ValueError, match="exclude must be a boolean mask"):
+        A.annotate(emb, lq, manual, exclude=np.zeros(3, dtype=bool), **kw)

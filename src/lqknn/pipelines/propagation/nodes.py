@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lqknn import annotation, reporting
+from lqknn.data.schema import unknown_mask
 from lqknn.pipelines.common import (
     check_pool_aligned,
     pool_labels,
@@ -33,8 +34,7 @@ def resolve_mode(samples: pd.DataFrame, mode: str) -> str:
     if mode != "auto":
         return mode
     pool = samples[pool_mask(samples)]
-    unknown = pool.get("label_name", pd.Series("", index=pool.index)) == "unknown"
-    unlabelled = (pool["label"] < 0) & ~unknown
+    unlabelled = (pool["label"] < 0).to_numpy() & ~unknown_mask(pool)
     return "production" if unlabelled.any() else "evaluation"
 
 
@@ -97,7 +97,13 @@ def run_propagation_study(
             )
     logger.info("propagation: %s mode, %d repetition(s)", mode, cfg.n_repetitions)
     study = annotation.run_evaluation_study(
-        embeddings, grid_local_quality, truth, cfg, classes, manual_labels=given
+        embeddings,
+        grid_local_quality,
+        truth,
+        cfg,
+        classes,
+        manual_labels=given,
+        exclude=unknown_mask(samples[pool_mask(samples)]),
     )
     label_sets = {
         "mode": mode,
@@ -183,6 +189,7 @@ def build_annotated_dataset(
         hide_fraction=ec.get("hide_fraction", 0.2),
         n_splits=ec.get("n_splits", 10),
         seed=params.get("seed", 0),
+        exclude=unknown_mask(pool),
     )
     table = annotation.annotated_table(pool, result, manual, lq, classes, setting)
     setting = {
