@@ -20,7 +20,6 @@ Measures
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import platform
 import sys
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from lqknn.classification import CNNConfig, train_classifier
+from lqknn.data.mnist import read_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
@@ -38,10 +38,8 @@ OUT = ROOT / "benchmarks" / "results" / "classification.md"
 
 
 def load_mnist() -> tuple[np.ndarray, np.ndarray]:
-    with gzip.open(MNIST / "t10k-images-idx3-ubyte.gz") as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16)
-    with gzip.open(MNIST / "t10k-labels-idx1-ubyte.gz") as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(MNIST / "t10k-labels-idx1-ubyte.gz")
     images = images.reshape(-1, 1, 28, 28).astype(np.float32) / 255.0
     return images, labels.astype(np.int64)
 

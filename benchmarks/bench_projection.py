@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import platform
 import sys
@@ -41,7 +40,9 @@ import numpy as np
 from joblib import parallel_config
 from sklearn.decomposition import PCA
 
+from lqknn.data.mnist import read_idx
 from lqknn.projection import select_projection, silhouette_scores, tsne_grid
+from lqknn.split import labelled_subset
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
@@ -59,20 +60,6 @@ QUICK_GRID = {
 }
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read a (gzipped) IDX file of unsigned bytes into an ndarray."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    if raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    ndim = raw[3]
-    shape = tuple(
-        int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
-    )
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def mnist_features(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """PCA-32 of the 10k MNIST test images (pixels / 255), then n random images."""
     images = read_idx(MNIST / "t10k-images-idx3-ubyte.gz").reshape(10_000, -1)
@@ -80,19 +67,6 @@ def mnist_features(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     feats = PCA(32, random_state=seed).fit_transform(images / 255.0)
     idx = np.sort(np.random.default_rng(seed).permutation(10_000)[:n])
     return feats[idx], labels[idx]
-
-
-def labelled_fraction(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """METHOD.md section 1: floor(fraction * n_c) random samples kept per class."""
-    rng = np.random.default_rng(seed)
-    out = np.full_like(y, -1)
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        keep = rng.choice(
-            members, int(np.floor(fraction * members.size)), replace=False
-        )
-        out[keep] = c
-    return out
 
 
 def summarise(name: str, res, labels) -> dict:
@@ -139,8 +113,9 @@ def main(argv=None) -> int:
     n = 1000 if args.quick else args.n
     n_iter, ex_iter = (150, 50) if args.quick else (args.n_iter, args.exaggeration_iter)
 
+    load_before = os.getloadavg()
     x, y = mnist_features(n, args.seed)
-    labels = labelled_fraction(y, 0.10, args.seed)
+    labels = np.where(labelled_subset(y, 0.10, args.seed), y, -1)
     common = {
         "n_iter": n_iter,
         "exaggeration_iter": ex_iter,
@@ -201,9 +176,11 @@ def main(argv=None) -> int:
         "",
         f"Command: `{cmd}`",
         "",
-        f"Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}),"
-        " SHARED with other processes while measuring (timings are noisy; load "
-        f"average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}).",
+        f"Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()});"
+        " load average (1, 5, 15 min) before: "
+        f"{', '.join(f'{v:.1f}' for v in load_before)}, after: "
+        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} (above the core count, "
+        "other processes shared the cores and timings are upper bounds).",
         "",
         f"Data: MNIST test set, PCA to 32 dimensions (fitted on all 10,000 images), "
         f"seeded subset of N = {n} images; {(labels >= 0).sum()} labelled (10 % per "

@@ -94,10 +94,16 @@ def select_projections(
     params: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Silhouette of the labelled pool samples for every configuration; best and
-    worst configurations for the labels at hand."""
+    worst configurations for the labels at hand.
+
+    On a fully labelled pool these use every label (a reference for the reports);
+    propagation's evaluation mode selects again in every repetition with that
+    repetition's labelled subset only (METHOD.md section 2), so no hidden label
+    reaches a decision."""
     metric = params.get("silhouette_metric", "sqeuclidean")
     check_pool_aligned(embeddings, samples, "embeddings", axis=1)
-    scores = projection.silhouette_scores(embeddings, pool_labels(samples), metric)
+    labels = pool_labels(samples)
+    scores = projection.silhouette_scores(embeddings, labels, metric)
     table = tsne_grid.copy()
     table["silhouette"] = scores
     best, worst = projection.select_projection(scores)
@@ -109,13 +115,16 @@ def select_projections(
         "best_config": _config(table, best),
         "worst_config": _config(table, worst),
         "silhouette_metric": metric,
+        "n_labelled": int((labels >= 0).sum()),
     }
     logger.info(
-        "projection: best configuration %s (silhouette %.3f), worst %s (%.3f)",
+        "projection: best configuration %s (silhouette %.3f), worst %s (%.3f), "
+        "on the %d labelled pool samples",
         selected["best_config"],
         scores[best],
         selected["worst_config"],
         scores[worst],
+        selected["n_labelled"],
     )
     return table, selected
 
