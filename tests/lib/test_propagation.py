@@ -497,6 +497,51 @@ def test_error_control_hides_only_labelled_and_tau_restricts_coverage():
         assert cov[(m, 0.1)] > cov[(m, 0.3)]  # tau 0.3 never labels lq = 0.2
 
 
+def test_error_control_matches_a_hand_made_hide_and_score_loop():
+    """Oracle: draw the stratified hidden sets by hand with the same seeded
+    generator (per class, in class order: round(0.2 n_c) of the labelled samples,
+    at least one kept), propagate with the public functions, score on the hidden
+    samples only."""
+    E, y, _ = blobs(4, sep=6.0)  # overlapping blobs: errors happen
+    rng_lq = np.random.default_rng(9)
+    lq = np.round(rng_lq.uniform(size=y.size), 1)
+    lq /= lq.max()
+    V = brute_knn(E, 7)
+    Ks, taus, n_splits = [3, 7], [0.2, 0.5], 4
+    est = estimate_setting_accuracy(
+        E, y, lq, Ks=Ks, taus=taus, n_splits=n_splits, seed=5, neighbors=V
+    )
+    rng = np.random.default_rng(5)
+    hidden_sets = []
+    for _ in range(n_splits):
+        hidden = []
+        for c in np.unique(y[y >= 0]):
+            members = np.flatnonzero(y == c)
+            n_hide = min(int(round(0.2 * members.size)), members.size - 1)
+            hidden.append(rng.choice(members, size=n_hide, replace=False))
+        hidden_sets.append(np.sort(np.concatenate(hidden)))
+    for h in hidden_sets:
+        assert (y[h] >= 0).all()  # only labelled samples are ever hidden
+    for (method, K, tau), row in est.set_index(["method", "K", "tau"]).iterrows():
+        accs, covs = [], []
+        for h in hidden_sets:
+            y_s = y.copy()
+            y_s[h] = -1
+            if method == "std_knn":
+                res = std_knn(E, y_s, K, neighbors=V[:, :K])
+            else:
+                res = lq_knn(E, y_s, lq, K, tau, neighbors=V[:, :K])
+            got = res.labels[h]
+            prop = got >= 0
+            covs.append(prop.mean())
+            if prop.any():
+                accs.append(np.mean(got[prop] == y[h][prop]))
+        assert row["coverage"] == pytest.approx(np.mean(covs), abs=1e-12)
+        assert row["accuracy"] == pytest.approx(np.mean(accs), abs=1e-12)
+        assert row["n_hidden"] == hidden_sets[0].size
+    assert est["accuracy"].min() < 1.0  # the blobs overlap: the test has teeth
+
+
 def test_choose_setting_hand_table():
     est = pd.DataFrame(
         {
