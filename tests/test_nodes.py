@@ -9,7 +9,11 @@ import pytest
 from lqknn.pipelines.common import check_pool_aligned, pool_rows, true_pool_labels
 from lqknn.pipelines.noisy_classification.nodes import resolve_protocol
 from lqknn.pipelines.projection_selection.nodes import compute_tsne_grid
-from lqknn.pipelines.propagation.nodes import resolve_mode, run_propagation_study
+from lqknn.pipelines.propagation.nodes import (
+    _markdown,
+    resolve_mode,
+    run_propagation_study,
+)
 
 
 def _samples(n=40, labels=None, split="pool"):
@@ -124,3 +128,27 @@ def test_classification_repetitions_need_their_own_labelled_subsets():
             class_names=["a", "b"],
             training_params={"epochs": 1},
         )
+
+
+def test_propagation_summary_markdown_shows_spread_only_with_repetitions():
+    summary = pd.DataFrame(
+        {
+            "projection": ["best", "best"],
+            "method": ["lq_knn", "opf_semi"],
+            "quality": ["ks10_kt10", "-"],
+            "tau": [0.1, "-"],
+            "K": [10, "-"],
+            "accuracy_mean": [91.5, 70.0],
+            "accuracy_std": [1.25, np.nan],
+            "labelled_mean": [99.0, 100.0],
+            "labelled_std": [0.5, np.nan],
+            "ms_per_sample": [0.0004, 5.0],
+            "repetitions": [3, 1],
+        }
+    )
+    lines = _markdown(summary).splitlines()
+    assert (
+        "| best | lq_knn | ks10_kt10 | 0.1 | 10 | 91.50 +- 1.25 | 99.00 +- 0.50 |"
+        in (lines[-2])
+    )
+    assert "| best | opf_semi | - | - | - | 70.00 | 100.00 | 5.0000 |" == lines[-1]

@@ -144,12 +144,17 @@ def _markdown(summary: pd.DataFrame) -> str:
         "| labelled % | ms / sample |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    def mean_std(r, name):
+        # one repetition has no spread: print the value alone, not "+- 0.00"
+        if r["repetitions"] < 2:
+            return f"{r[f'{name}_mean']:.2f}"
+        return f"{r[f'{name}_mean']:.2f} +- {r[f'{name}_std']:.2f}"
+
     for _, r in summary.iterrows():
         tau = r["tau"] if r["tau"] == "-" else f"{r['tau']:g}"
         lines.append(
             f"| {r['projection']} | {r['method']} | {r['quality']} | {tau} | {r['K']} | "
-            f"{r['accuracy_mean']:.2f} +- {np.nan_to_num(r['accuracy_std']):.2f} | "
-            f"{r['labelled_mean']:.2f} +- {np.nan_to_num(r['labelled_std']):.2f} | "
+            f"{mean_std(r, 'accuracy')} | {mean_std(r, 'labelled')} | "
             f"{r['ms_per_sample']:.4f} |"
         )
     return (
