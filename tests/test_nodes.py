@@ -152,3 +152,31 @@ def test_propagation_summary_markdown_shows_spread_only_with_repetitions():
         in (lines[-2])
     )
     assert "| best | opf_semi | - | - | - | 70.00 | 100.00 | 5.0000 |" == lines[-1]
+
+
+@pytest.mark.parametrize("method", ["pca", "raw"])
+def test_feature_nodes_run_for_encoders_without_epochs(method, tmp_path):
+    """The history of pca / raw survives the CSV catalog entry (header only) and
+    every later node accepts what comes back."""
+    from lqknn.pipelines.feature_extraction.nodes import (
+        assess_features,
+        encode_features,
+        plot_feature_training,
+        train_feature_encoder,
+    )
+
+    rng = np.random.default_rng(0)
+    samples = _samples(60)
+    images = rng.uniform(size=(60, 1, 8, 8)).astype(np.float32)
+    params = {"method": method, "n_components": 4, "seed": 0}
+    model, history = train_feature_encoder(images, samples, params)
+    path = tmp_path / "history.csv"
+    history.to_csv(path, index=False)
+    history = pd.read_csv(path)
+    assert list(history.columns) == ["epoch", "train_loss"] and history.empty
+    features = encode_features(model, images, params)
+    assert features.shape == (60, 4 if method == "pca" else 64)
+    summary, _ = assess_features(features, samples, model, history, images, params)
+    assert summary["method"] == method and 0 <= summary["knn5_accuracy"] <= 1
+    figures = plot_feature_training(model, history, images, samples, ["a", "b"])
+    assert len(figures) == 2

@@ -63,7 +63,13 @@ def train_feature_encoder(
             **kwargs,
         )
     encoder.fit(pool)
-    history = encoder.history_ if encoder.history_ is not None else pd.DataFrame()
+    history = encoder.history_
+    if history is None:
+        # pca / raw are not trained by epochs: an empty table that still has its
+        # columns, so the CSV catalog entry can be written and read back.
+        history = pd.DataFrame(
+            {"epoch": pd.Series(dtype=int), "train_loss": pd.Series(dtype=float)}
+        )
     return feat.encoder_to_state(encoder), history
 
 
