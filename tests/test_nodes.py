@@ -180,3 +180,59 @@ def test_feature_nodes_run_for_encoders_without_epochs(method, tmp_path):
     assert summary["method"] == method and 0 <= summary["knn5_accuracy"] <= 1
     figures = plot_feature_training(model, history, images, samples, ["a", "b"])
     assert len(figures) == 2
+
+
+def _production_params():
+    return {
+        "labelled_fraction": 0.1,
+        "n_repetitions": 3,
+        "Ks": [3],
+        "taus": [0.1],
+        "methods": ["std_knn", "lq_knn"],
+        "ks_kt": [[5, 5]],
+        "error_control": {"n_splits": 2},
+        "variants": [
+            {"name": "none", "method": "none"},
+            {"name": "lq3", "method": "lq_knn", "K": 3, "tau": 0.1},
+            {"name": "all_manual", "method": "manual_all"},
+        ],
+        "map_variant": None,
+    }
+
+
+def test_production_mode_skips_manual_all_without_hidden_truth(caplog):
+    """Real data (manual labels only): the base configuration's manual_all
+    variant would just repeat the manual labels, so it is skipped with a warning
+    instead of failing the run."""
+    rng = np.random.default_rng(2)
+    labels = np.where(rng.uniform(size=40) < 0.5, rng.integers(0, 2, 40), -1)
+    samples = _samples(labels=labels)
+    emb = rng.normal(size=(1, 40, 2))
+    lq = {"ks5_kt5": np.ones((1, 40))}
+    with caplog.at_level("WARNING"):
+        _, _, _, sets = run_propagation_study(
+            emb, lq, samples, pd.DataFrame(), ["a", "b"], _production_params()
+        )
+    assert sets["mode"] == "production"
+    assert [v["name"] for v in sets["variants"]] == ["none", "lq3"]
+    assert len(sets["repetitions"]) == 1  # manual labels are fixed
+    assert "all_manual" in caplog.text and "skipped" in caplog.text
+    rep = sets["repetitions"][0]["labels"]
+    np.testing.assert_array_equal(rep["none"], labels)
+
+
+def test_production_mode_keeps_manual_all_where_hidden_truth_exists():
+    rng = np.random.default_rng(3)
+    truth = rng.integers(0, 2, 40)
+    labels = np.where(np.arange(40) % 3 == 0, truth, -1)
+    samples = _samples(labels=labels)
+    hidden = pd.DataFrame(
+        {"sample_id": samples["sample_id"][labels < 0], "label": truth[labels < 0]}
+    )
+    emb = rng.normal(size=(1, 40, 2))
+    lq = {"ks5_kt5": np.ones((1, 40))}
+    _, _, _, sets = run_propagation_study(
+        emb, lq, samples, hidden, ["a", "b"], _production_params()
+    )
+    rep = sets["repetitions"][0]["labels"]
+    np.testing.assert_array_equal(rep["all_manual"], truth)

@@ -72,13 +72,6 @@ def run_propagation_study(
     estimates and the training label sets of every variant."""
     mode = resolve_mode(samples, params.get("mode", "auto"))
     cfg = _study_config(params, mode)
-    names = [v.name for v in cfg.variants]
-    shown = params.get("map_variant")
-    if shown is not None and shown not in names:
-        raise ValueError(
-            f"params:propagation.map_variant {shown!r} is not one of the variants "
-            f"{names}; name one of them (or null for the first)."
-        )
     check_pool_aligned(embeddings, samples, "embeddings", axis=1)
     manual = pool_labels(samples)
     if manual.max(initial=-1) >= len(classes):
@@ -90,11 +83,24 @@ def run_propagation_study(
         truth, given = manual, None
     else:
         truth, given = true_pool_labels(samples, ground_truth), manual
-        if "manual_all" in [v.method for v in cfg.variants]:
-            raise ValueError(
-                "variant method 'manual_all' needs a fully labelled pool "
-                "(evaluation mode); remove it from params:propagation.variants."
-            )
+        if not ((truth >= 0) & (manual < 0)).any():
+            # No hidden ground truth (real data): "every ground-truth label" is
+            # just the manual labels, i.e. no_propagation again.
+            skipped = [v.name for v in cfg.variants if v.method == "manual_all"]
+            if skipped:
+                logger.warning(
+                    "propagation: variant(s) %s (method manual_all) skipped: the pool "
+                    "has no ground truth beyond its manual labels.",
+                    skipped,
+                )
+            cfg.variants = [v for v in cfg.variants if v.method != "manual_all"]
+    names = [v.name for v in cfg.variants]
+    shown = params.get("map_variant")
+    if shown is not None and shown not in names:
+        raise ValueError(
+            f"params:propagation.map_variant {shown!r} is not one of the variants "
+            f"{names}; name one of them (or null for the first)."
+        )
     logger.info("propagation: %s mode, %d repetition(s)", mode, cfg.n_repetitions)
     study = annotation.run_evaluation_study(
         embeddings,
