@@ -236,3 +236,71 @@ def test_production_mode_keeps_manual_all_where_hidden_truth_exists():
     )
     rep = sets["repetitions"][0]["labels"]
     np.testing.assert_array_equal(rep["all_manual"], truth)
+
+
+def test_summaries_log_every_repetition_as_a_metric_history():
+    from lqknn.pipelines.noisy_classification.nodes import summarise_classification
+    from lqknn.pipelines.propagation.nodes import summarise_propagation
+
+    results = pd.DataFrame(
+        {
+            "projection": ["best"] * 5 + ["worst"],
+            "method": ["std_knn", "std_knn", "lq_knn", "lq_knn", "opf_semi", "std_knn"],
+            "K": [5, 5, 5, 5, np.nan, 5],
+            "tau": [np.nan, np.nan, 0.1, 0.1, np.nan, np.nan],
+            "quality": [np.nan, np.nan, "ks10_kt10", "ks10_kt10", np.nan, np.nan],
+            "repetition": [1, 0, 0, 1, 0, 0],
+            "annotation_accuracy": [0.8, 0.7, 0.9, 0.95, 0.6, 0.1],
+            "labelled_fraction": [0.9, 0.8, 0.7, 0.75, 1.0, 0.5],
+            "ms_per_sample": [0.1] * 6,
+        }
+    )
+    *_, metrics = summarise_propagation(results, pd.DataFrame(), {"ks_kt": [[10, 10]]})
+    assert metrics["std_knn_K5_accuracy"] == {"value": 75.0, "step": 0}
+    assert metrics["std_knn_K5_accuracy_per_repetition"] == [
+        {"value": 70.0, "step": 0},
+        {"value": 80.0, "step": 1},
+    ]
+    assert metrics["lq_knn_K5_tau0.1_labelled_per_repetition"] == [
+        {"value": 70.0, "step": 0},
+        {"value": 75.0, "step": 1},
+    ]
+    assert metrics["opf_semi_accuracy_per_repetition"] == [{"value": 60.0, "step": 0}]
+
+    folds = pd.DataFrame(
+        {
+            "variant": ["v"] * 4,
+            "loss_name": ["ce"] * 4,
+            "repetition": [0, 0, 1, 1],
+            "fold": [0, 1, 0, 1],
+            "status": ["ok"] * 4,
+            "accuracy": [0.5, 0.7, 0.9, 1.0],
+            "mcc": [0.1, 0.3, 0.5, 0.7],
+            "mean_class_accuracy": [0.5, 0.5, 0.5, 0.5],
+        }
+    )
+    _, metrics = summarise_classification(folds, [])
+    assert metrics["v.ce.accuracy"]["value"] == pytest.approx(0.775)
+    history = metrics["v.ce.mcc_per_repetition"]
+    assert [h["step"] for h in history] == [0, 1]
+    assert [h["value"] for h in history] == pytest.approx([0.2, 0.6])
+
+
+def test_feature_architecture_comes_from_parameters():
+    from lqknn.features import encoder_from_state
+    from lqknn.pipelines.feature_extraction.nodes import train_feature_encoder
+
+    images = np.random.default_rng(0).uniform(size=(40, 1, 8, 8)).astype(np.float32)
+    params = {
+        "method": "autoencoder",
+        "n_components": 3,
+        "epochs": 1,
+        "architecture": {"channels": [4, 8], "dropout": 0.1},
+    }
+    state, history = train_feature_encoder(images, _samples(), params)
+    config = encoder_from_state(state).model_.config
+    assert config.channels == (4, 8) and config.dropout == 0.1
+    assert config.latent_dim == 3 and len(history) == 1
+    params["architecture"] = {"latent_dim": 5}
+    with pytest.raises(ValueError, match="n_components"):
+        train_feature_encoder(images, _samples(), params)

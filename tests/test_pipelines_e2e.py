@@ -106,6 +106,16 @@ def test_mlflow_has_parent_run_with_nested_fold_runs(tiny_run):
     assert "autoencoder features" in parent.info.run_name
     assert parent.data.params["ingest.source"] == "synthetic_hits"
     assert "features.knn5_accuracy" in parent.data.metrics
+    # per repetition (2 in the test environment) as a history, plus the mean
+    history = client.get_metric_history(
+        parent.info.run_id, "propagation.lq_knn_K10_tau0.1_accuracy_per_repetition"
+    )
+    assert sorted(m.step for m in history) == [0, 1]
+    mean = parent.data.metrics["propagation.lq_knn_K10_tau0.1_accuracy"]
+    assert mean == pytest.approx(np.mean([m.value for m in history]))
+    assert client.get_metric_history(
+        parent.info.run_id, "classification.std_knn_K10.ce.mcc_per_repetition"
+    )
     nested = [
         r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
     ]

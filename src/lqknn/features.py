@@ -231,7 +231,7 @@ class AutoEncoderConfig:
 
     @classmethod
     def default_for(
-        cls, input_shape, *, latent_dim: int = 32, dropout: float = 0.0
+        cls, input_shape, *, latent_dim: int = 32, dropout: float = 0.0, **overrides
     ) -> AutoEncoderConfig:
         """Default architecture sized from the input shape.
 
@@ -248,11 +248,21 @@ class AutoEncoderConfig:
             ``(C, H, W)``.
         latent_dim : int, default 32
         dropout : float, default 0.0
+        **overrides
+            ``channels``, ``kernel_size`` and/or ``negative_slope``: replace the
+            sized defaults (e.g. ``channels=(32, 64)`` for two wider blocks).
 
         Returns
         -------
         AutoEncoderConfig
         """
+        allowed = ("channels", "kernel_size", "negative_slope")
+        unknown = sorted(set(overrides) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown architecture parameter(s) {unknown}; allowed: "
+                f"{list(allowed)} (plus latent_dim and dropout)."
+            )
         c, h, w = _check_shape3(input_shape, "input_shape")
         side = min(h, w)
         wanted = math.ceil(math.log2(side / 4)) if side > 4 else 0
@@ -266,10 +276,13 @@ class AutoEncoderConfig:
             )
         channels = tuple(min(16 * 2**i, 256) for i in range(n_blocks))
         return cls(
-            input_shape=(c, h, w),
-            channels=channels,
-            latent_dim=latent_dim,
-            dropout=dropout,
+            **{
+                "input_shape": (c, h, w),
+                "channels": channels,
+                "latent_dim": latent_dim,
+                "dropout": dropout,
+                **overrides,
+            }
         )
 
     def to_dict(self) -> dict:

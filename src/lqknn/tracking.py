@@ -38,14 +38,26 @@ def as_metrics(values: Mapping[str, Any], step: int = 0) -> dict[str, dict]:
     return out
 
 
-def as_metric_history(name: str, values: Iterable[Any]) -> dict[str, list[dict]]:
-    """A sequence (e.g. loss per epoch) -> one metric with one step per value."""
-    steps = [
-        {"value": v, "step": i}
-        for i, v in enumerate(_finite(x) for x in values)
+def as_metric_history(
+    name: str, values: Iterable[Any], steps: Iterable[int] | None = None
+) -> dict[str, list[dict]]:
+    """A sequence (e.g. loss per epoch) -> one metric with one step per value.
+
+    Steps are 0, 1, ... unless ``steps`` gives them (e.g. repetition numbers);
+    non-finite values are dropped with their step.
+    """
+    values = list(values)
+    steps = range(len(values)) if steps is None else list(steps)
+    if len(steps) != len(values):
+        raise ValueError(
+            f"metric {name!r}: {len(values)} values but {len(steps)} steps."
+        )
+    history = [
+        {"value": v, "step": int(s)}
+        for s, v in zip(steps, (_finite(x) for x in values), strict=True)
         if v is not None
     ]
-    return {name: steps}
+    return {name: history}
 
 
 def log_nested_runs(

@@ -445,3 +445,15 @@ def test_encoder_state_round_trip_gives_identical_features(method):
     np.testing.assert_array_equal(again.transform(images), enc.transform(images))
     with pytest.raises(ValueError, match="encoder_to_state"):
         encoder_from_state({"method": "nope"})
+
+
+def test_default_for_takes_architecture_overrides():
+    cfg = AutoEncoderConfig.default_for(
+        (1, 28, 28), latent_dim=8, channels=[8, 16], kernel_size=5
+    )
+    assert cfg.channels == (8, 16) and cfg.kernel_size == 5 and cfg.latent_dim == 8
+    assert cfg.negative_slope == 0.01  # not overridden: the default
+    with pytest.raises(ValueError, match=r"unknown architecture parameter.*'chanels'"):
+        AutoEncoderConfig.default_for((1, 28, 28), chanels=[8])
+    with pytest.raises(ValueError, match="too small for 4 down-sampling"):
+        AutoEncoderConfig.default_for((1, 8, 8), channels=[4, 4, 4, 4])

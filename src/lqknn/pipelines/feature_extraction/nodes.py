@@ -47,7 +47,12 @@ def train_feature_encoder(
             "the feature encoder on; check the ingestion report."
         )
     kwargs = _train_kwargs(params) if method == "autoencoder" else {}
-    architecture = params.get("architecture") or {}
+    architecture = dict(params.get("architecture") or {})
+    if "latent_dim" in architecture:
+        raise ValueError(
+            "params:features.architecture.latent_dim is not used: the latent size is "
+            "params:features.n_components."
+        )
     if method == "autoencoder" and architecture:
         kwargs["config"] = feat.AutoEncoderConfig.default_for(
             tuple(pool.shape[1:]),

@@ -14,7 +14,7 @@ import pandas as pd
 
 from lqknn import evaluation, experiments
 from lqknn.data.schema import unknown_mask
-from lqknn.tracking import as_metrics, log_nested_runs
+from lqknn.tracking import as_metric_history, as_metrics, log_nested_runs
 
 logger = logging.getLogger(__name__)
 
@@ -97,4 +97,19 @@ def summarise_classification(
         for c in classes:
             if f"acc_{c}_mean" in row:
                 metrics[f"{prefix}.acc_{c}"] = row[f"acc_{c}_mean"]
-    return summary, as_metrics(metrics)
+    out = as_metrics(metrics)
+    # Per repetition (folds averaged within it), as histories: step = repetition.
+    per_rep = evaluation.aggregate(
+        results, by=[*by, "repetition"], level="fold"
+    ).sort_values("repetition")
+    for (variant, loss), group in per_rep.groupby(by, sort=False):
+        for metric in ("accuracy", "mcc", "mean_class_accuracy"):
+            if f"{metric}_mean" in group:
+                out.update(
+                    as_metric_history(
+                        f"{variant}.{loss}.{metric}_per_repetition",
+                        group[f"{metric}_mean"],
+                        steps=group["repetition"],
+                    )
+                )
+    return summary, out

@@ -19,7 +19,7 @@ from lqknn.pipelines.common import (
     true_pool_labels,
 )
 from lqknn.projection import select_projection, silhouette_scores
-from lqknn.tracking import as_metrics
+from lqknn.tracking import as_metric_history, as_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -128,20 +128,50 @@ def summarise_propagation(
     error control, and headline metrics for MLflow."""
     summary = annotation.summarise_results(results)
     calibration = annotation.calibration_table(results, estimates)
+    default = annotation.quality_key(*params["ks_kt"][0])
     metrics = {}
     best = summary[summary["projection"] == "best"]
     for _, row in best.iterrows():
-        if row["quality"] not in ("-", annotation.quality_key(*params["ks_kt"][0])):
+        if row["quality"] not in ("-", default):
             continue
-        name = row["method"] + ("" if row["K"] == "-" else f"_K{row['K']}")
-        if row["tau"] != "-":
-            name += f"_tau{row['tau']:g}"
+        name = _metric_name(row["method"], row["K"], row["tau"])
         metrics[f"{name}_accuracy"] = row["accuracy_mean"]
         metrics[f"{name}_labelled"] = row["labelled_mean"]
     if not calibration.empty:
         err = calibration["estimated_accuracy"] - calibration["true_accuracy"]
         metrics["error_control_mean_abs_error"] = 100 * err.abs().mean()
-    return _markdown(summary), summary, calibration, as_metrics(metrics)
+    out = as_metrics(metrics)
+    # The same figures per repetition, as MLflow histories (step = repetition).
+    rows = results[results["projection"] == "best"]
+    if "quality" in rows:
+        rows = rows[rows["quality"].isna() | (rows["quality"] == default)]
+    keys = [c for c in ("method", "K", "tau") if c in rows]
+    for key, group in rows.groupby(keys, dropna=False, sort=False):
+        name = _metric_name(*dict(zip(keys, key, strict=True)).values())
+        group = group.sort_values("repetition")
+        for column, suffix in (
+            ("annotation_accuracy", "accuracy"),
+            ("labelled_fraction", "labelled"),
+        ):
+            out.update(
+                as_metric_history(
+                    f"{name}_{suffix}_per_repetition",
+                    100 * group[column],
+                    steps=group["repetition"],
+                )
+            )
+    return _markdown(summary), summary, calibration, out
+
+
+def _metric_name(method: str, K=None, tau=None) -> str:
+    """``lq_knn_K10_tau0.1``, ``std_knn_K5``, ``opf_semi``: K and tau may be
+    missing (NaN, None or the summary's "-")."""
+
+    def given(v):
+        return v is not None and v != "-" and not pd.isna(v)
+
+    name = str(method) + (f"_K{int(K)}" if given(K) else "")
+    return name + (f"_tau{float(tau):g}" if given(tau) else "")
 
 
 def _markdown(summary: pd.DataFrame) -> str:
@@ -150,6 +180,7 @@ def _markdown(summary: pd.DataFrame) -> str:
         "| labelled % | ms / sample |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
     def mean_std(r, name):
         # one repetition has no spread: print the value alone, not "+- 0.00"
         if r["repetitions"] < 2:
