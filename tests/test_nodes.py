@@ -304,3 +304,32 @@ def test_feature_architecture_comes_from_parameters():
     params["architecture"] = {"latent_dim": 5}
     with pytest.raises(ValueError, match="n_components"):
         train_feature_encoder(images, _samples(), params)
+
+
+def test_bad_parameter_keys_are_named(tmp_path):
+    from lqknn.pipelines.ingest_hits.nodes import prepare_raw_source
+    from lqknn.pipelines.noisy_classification.nodes import train_noisy_classifiers
+
+    params = {
+        "source": "synthetic_hits",
+        "folder": str(tmp_path / "hits"),
+        "image_size": [16, 16],
+        "synthetic": {"n_sample": 30},
+    }
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['n_sample'\].*n_samples"):
+        prepare_raw_source(params)
+    assert not (tmp_path / "hits").exists()  # nothing written
+    with pytest.raises(ValueError, match="balance_reference_class is 'solid'"):
+        train_noisy_classifiers(
+            np.zeros((40, 1, 8, 8), np.float32),
+            _samples(),
+            ["a", "b"],
+            {"mode": "evaluation", "repetitions": []},
+            {
+                "variants": [],
+                "losses": [],
+                "training": {},
+                "balance": True,
+                "balance_reference_class": "solid",
+            },
+        )

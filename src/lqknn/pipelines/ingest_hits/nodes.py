@@ -4,6 +4,7 @@ that a source needs (reading the raw folder, generating the synthetic one)."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,15 @@ def prepare_raw_source(params: dict[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {"source": source, "folder": folder}
     if source == "synthetic_hits":
         opts = dict(params.get("synthetic") or {})
+        allowed = set(inspect.signature(synthetic_hits.generate_hits_folder).parameters)
+        unknown = sorted(set(opts) - (allowed - {"folder", "image_size", "progress"}))
+        if unknown:
+            raise ValueError(
+                f"params:ingest.synthetic has unknown key(s) {unknown}; allowed: "
+                f"{sorted(allowed - {'folder', 'image_size', 'progress'})}."
+            )
         path = synthetic_hits.generate_hits_folder(
-            Path(folder), image_size=tuple(params["image_size"]), **opts
+            Path(folder), image_size=tuple(params["image_size"]), progress=True, **opts
         )
         info.update(folder=str(path), synthetic=opts)
     return info
@@ -53,6 +61,7 @@ def ingest_source(
             resize=params.get("resize", "resize"),
             strict=bool(params.get("strict", False)),
             classes=tuple(params.get("classes") or hits.HITS_CLASSES),
+            progress=True,
         )
     elif source == "mnist":
         ds = mnist.load_mnist_idx(Path(folder), **(params.get("mnist") or {}))

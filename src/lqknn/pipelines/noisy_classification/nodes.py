@@ -56,6 +56,12 @@ def train_noisy_classifiers(
         )
 
     reference = params.get("balance_reference_class")
+    if reference is not None and reference not in classes:
+        raise ValueError(
+            f"params:classification.balance_reference_class is {reference!r}, which "
+            f"is not a class of this data set {classes}; name one of them or null "
+            "(balance to the smallest propagated class)."
+        )
     results = experiments.run_experiments(
         images,
         samples,
