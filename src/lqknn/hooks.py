@@ -78,7 +78,12 @@ def _key_parameters(catalog) -> str:
     if method:
         parts.append(f"{method} features")
     prop = params.get("propagation") or {}
-    if prop.get("n_repetitions"):
+    synthetic = (params.get("ingest") or {}).get("synthetic") or {}
+    hidden = synthetic.get("unlabelled_fraction") or synthetic.get("n_extra_unlabelled")
+    if prop.get("mode") == "production" or (source == "synthetic_hits" and hidden):
+        # production mode propagates from the manual labels; no subsets are drawn
+        parts.append("manual labels")
+    elif prop.get("n_repetitions"):
         parts.append(
             f"{prop.get('labelled_fraction', '?')} labelled x {prop['n_repetitions']}"
         )

@@ -173,3 +173,35 @@ def test_log_nested_runs_with_no_rows(tracking_uri):
         filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
     )
     assert children == []
+
+
+def test_run_names_say_how_labels_are_used():
+    from lqknn.hooks import _key_parameters
+
+    class Catalog:
+        def __init__(self, params):
+            self.params = params
+
+        def load(self, name):
+            assert name == "parameters"
+            return self.params
+
+    base = {
+        "ingest": {"source": "synthetic_hits", "synthetic": {}},
+        "features": {"method": "autoencoder"},
+        "propagation": {"labelled_fraction": 0.1, "n_repetitions": 10},
+        "classification": {"losses": [{"name": "ce"}, {"name": "gce", "q": 0.7}]},
+    }
+    assert _key_parameters(Catalog(base)) == (
+        "synthetic_hits, autoencoder features, 0.1 labelled x 10, ce+gce"
+    )
+    large = {
+        **base,
+        "ingest": {
+            "source": "synthetic_hits",
+            "synthetic": {"n_extra_unlabelled": 5000},
+        },
+    }
+    assert "manual labels" in _key_parameters(Catalog(large))
+    assert "labelled x" not in _key_parameters(Catalog(large))
+    assert _key_parameters(object()) == ""  # never stops a run
