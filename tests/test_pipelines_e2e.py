@@ -7,6 +7,7 @@ pipeline is then re-run alone on what the catalog persisted.
 from __future__ import annotations
 
 import json
+import re
 
 import joblib
 import mlflow
@@ -116,6 +117,14 @@ def test_mlflow_has_parent_run_with_nested_fold_runs(tiny_run):
     assert client.get_metric_history(
         parent.info.run_id, "classification.std_knn_K10.ce.mcc_per_repetition"
     )
+    # the report and every figure it links sit together under report/
+    listed = {
+        a.path.rsplit("/", 1)[-1]
+        for a in client.list_artifacts(parent.info.run_id, "report")
+    }
+    report = (_reporting(tiny_run) / "report.md").read_text()
+    linked = set(re.findall(r"\]\(([^)]+\.png)\)", report))
+    assert len(linked) >= 10 and linked | {"report.md"} <= listed
     nested = [
         r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
     ]
