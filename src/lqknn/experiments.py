@@ -121,6 +121,12 @@ def run_experiments(
     Returns the concatenated rows of :func:`lqknn.evaluation.run_protocol` with
     ``variant``, ``loss_name`` and ``repetition`` columns. ``on_fold_done`` is
     called in this process as each fold finishes (for MLflow and crash safety).
+
+    Time: one CNN training per (variant, loss, repetition, fold), each
+    O(epochs x n_train) forward/backward passes (about 0.4 ms per 28 x 28 image and
+    epoch and 0.8-3 ms per 64 x 64 spectrogram on one CPU thread, see
+    ``benchmarks/results/classification.md``), spread over ``n_jobs`` joblib
+    workers. Memory: the images once (O(N C H W)) plus one model per worker.
     """
     loss_specs = [_loss_spec(s) for s in losses]
     config = CNNConfig(**network) if network else None
