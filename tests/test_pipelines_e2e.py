@@ -167,3 +167,28 @@ def test_mnist_ingestion_from_shared_idx(tmp_path):
     )
     assert (samples["split"] == "test").sum() == 2000
     assert (samples["split"] == "pool").sum() == 8000
+
+
+def test_digits_environment_runs_each_pipeline_alone(tmp_path):
+    """``--env digits`` (no file at all): every pipeline, one after the other,
+    each on what the previous ones persisted (short training for the suite)."""
+    project = copy_project(tmp_path / "digits")
+    quick = (
+        "features.epochs=1,propagation.n_repetitions=2,"
+        "classification.training.epochs=1,classification.n_jobs=1"
+    )
+    for pipeline in PIPELINES:
+        kedro(
+            project, "run", "--env", "digits", "--pipeline", pipeline, "--params", quick
+        )
+    out = project / "data"
+    samples = pd.read_parquet(out / "03_primary" / "digits" / "samples.parquet")
+    assert len(samples) == 1797 and samples["label"].nunique() == 10
+    features = joblib.load(out / "04_feature" / "digits" / "features.joblib")
+    assert features.shape == (len(samples), 32)  # pool and test samples
+    results = pd.read_csv(
+        out / "07_model_output" / "digits" / "classification_results.csv"
+    )
+    assert (results["status"] == "ok").all()
+    assert set(results["protocol"]) == {"holdout"}  # digits has a test split
+    assert (out / "08_reporting" / "digits" / "report.md").exists()
