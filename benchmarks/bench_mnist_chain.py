@@ -74,6 +74,12 @@ def main() -> None:
     p.add_argument("--perplexities", type=float, nargs="+", default=[30.0])
     p.add_argument("--exaggerations", type=float, nargs="+", default=[12.0, 50.0])
     p.add_argument("--n-iter", type=int, default=750)
+    p.add_argument(
+        "--output",
+        default=None,
+        help="file name in benchmarks/results (default mnist_chain.md, or "
+        "mnist_chain_quick.md with --quick)",
+    )
     args = p.parse_args()
     if args.quick:
         args.repetitions, args.opf_repetitions, args.ae_epochs = 2, 0, 1
@@ -250,6 +256,8 @@ def main() -> None:
     ]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     out = OUT.with_name("mnist_chain_quick.md") if args.quick else OUT
+    if args.output:
+        out = OUT.with_name(Path(args.output).name)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[-12:]))
     print(f"written to {out}")
