@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _machine import load_average, machine_line
 from sklearn.decomposition import PCA
 
 from lqknn.features import (
@@ -49,6 +50,7 @@ from lqknn.features import (
 ROOT = Path(__file__).resolve().parents[1]
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
 RESULTS = ROOT / "benchmarks" / "results"
+MACHINE_LINE_AT = "<machine>"  # filled in at the end, with the load average
 
 
 def load_mnist(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -196,6 +198,7 @@ def main() -> None:
     ap.add_argument("--sweep-epochs", type=int, default=5)
     ap.add_argument("--no-hits", action="store_true", help="skip synthetic HITS")
     args = ap.parse_args()
+    load_before = load_average()
     n = 2000 if args.quick else 10000
     epochs = args.epochs or (2 if args.quick else 50)
     threads = args.threads or torch.get_num_threads()
@@ -205,8 +208,7 @@ def main() -> None:
         "",
         f"Command: `python benchmarks/bench_features.py {' '.join(sys.argv[1:])}`",
         "",
-        f"Machine: {platform.machine()}, 2 cores (shared with other processes while "
-        f"measuring), Python {platform.python_version()}, torch {torch.__version__}.",
+        MACHINE_LINE_AT,
         "",
     ]
     curves: list[str] = []
@@ -233,6 +235,8 @@ def main() -> None:
             grid = [(5e-3, 1e-2), (5e-3, 1e-5), (5e-2, 1e-5), (1e-3, 1e-5)]
             sweep("HITS", hx, hy, grid, args.sweep_epochs, threads, lines)
     lines.append(f"Total wall time: {time.perf_counter() - t_all:.0f} s.")
+    versions = f"Python {platform.python_version()}, torch {torch.__version__}"
+    lines[lines.index(MACHINE_LINE_AT)] = machine_line(load_before, versions)
     out = RESULTS / ("features_quick.md" if args.quick else "features.md")
     out.write_text("\n".join(lines) + "\n")
     print(f"wrote {out}")

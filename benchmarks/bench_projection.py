@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import load_average, machine_line
 from joblib import parallel_config
 from sklearn.decomposition import PCA
 
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     n = 1000 if args.quick else args.n
     n_iter, ex_iter = (150, 50) if args.quick else (args.n_iter, args.exaggeration_iter)
 
-    load_before = os.getloadavg()
+    load_before = load_average()
     x, y = mnist_features(n, args.seed)
     labels = np.where(labelled_subset(y, 0.10, args.seed), y, -1)
     common = {
@@ -184,11 +184,7 @@ def main(argv=None) -> int:
         "",
         f"Command: `{cmd}`",
         "",
-        f"Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()});"
-        " load average (1, 5, 15 min) before: "
-        f"{', '.join(f'{v:.1f}' for v in load_before)}, after: "
-        f"{', '.join(f'{v:.1f}' for v in os.getloadavg())} (above the core count, "
-        "other processes shared the cores and timings are upper bounds).",
+        machine_line(load_before),
         "",
         f"Data: MNIST test set, PCA to 32 dimensions (fitted on all 10,000 images), "
         f"seeded subset of N = {n} images; {(labels >= 0).sum()} labelled (10 % per "

@@ -22,18 +22,19 @@ Results go to ``benchmarks/results/propagation.md``.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import load_average, machine_line
 
 from lqknn.neighbors import knn_excluding_self
 from lqknn.propagation import lq_knn, opf_semi, std_knn
 
 RESULTS = Path(__file__).resolve().parent / "results" / "propagation.md"
+MACHINE_LINE_AT = "<machine>"  # filled in at the end, with the load average
 
 
 def make_data(n, seed=0, n_classes=10, frac=0.1):
@@ -70,14 +71,13 @@ def main(argv=None):
     )
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
+    load_before = load_average()
     lines = [
         "# Benchmark: propagation",
         "",
         f"Command: `python benchmarks/bench_propagation.py {' '.join(sys.argv[1:])}`",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores "
-        "(2-core machine shared with other processes while measuring), "
-        f"Python {platform.python_version()}, numpy {np.__version__}.",
+        MACHINE_LINE_AT,
         "",
         "Data: 2-D embedding of 10 overlapping Gaussian blobs, 10 % labelled "
         "(stratified), synthetic lq with few distinct values (see the script).",
@@ -155,6 +155,8 @@ def main(argv=None):
         )
         print(lines[-1], flush=True)
     lines.append("")
+    python = f"Python {platform.python_version()}, numpy {np.__version__}"
+    lines[lines.index(MACHINE_LINE_AT)] = machine_line(load_before, python)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines))
     print(f"wrote {RESULTS}")

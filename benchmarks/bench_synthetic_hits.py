@@ -5,12 +5,13 @@ Writes benchmarks/results/synthetic_hits.md.
 """
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _machine import load_average, machine_line
 
 from lqknn.data.hits import load_hits_folder
 from lqknn.data.synthetic_hits import generate_hits_folder
@@ -20,6 +21,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1,500 images only")
     args = parser.parse_args()
+    load_before = load_average()
     sizes = [1500] if args.quick else [1500, 20000]
     rows = []
     root = Path(tempfile.mkdtemp(prefix="bench_hits_"))
@@ -49,8 +51,7 @@ def main() -> None:
         "# Synthetic HITS generator and loader",
         "",
         f"Command: `python {' '.join(sys.argv)}`",
-        f"Machine: {os.cpu_count()} cores, shared with other processes while measuring "
-        "(timings are upper bounds). Images 64 x 64, 16-bit PNG, 20 subjects.",
+        machine_line(load_before, "images 64 x 64, 16-bit PNG, 20 subjects"),
         "",
         "| images | generate (s) | up-to-date check (s) | load (s) | folder (MB) |",
         "|---:|---:|---:|---:|---:|",
