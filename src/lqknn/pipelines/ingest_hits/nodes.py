@@ -34,12 +34,13 @@ def prepare_raw_source(params: dict[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {"source": source, "folder": folder}
     if source == "synthetic_hits":
         opts = dict(params.get("synthetic") or {})
-        allowed = set(inspect.signature(synthetic_hits.generate_hits_folder).parameters)
-        unknown = sorted(set(opts) - (allowed - {"folder", "image_size", "progress"}))
+        signature = inspect.signature(synthetic_hits.generate_hits_folder)
+        allowed = set(signature.parameters) - {"folder", "image_size", "progress"}
+        unknown = sorted(set(opts) - allowed)
         if unknown:
             raise ValueError(
                 f"params:ingest.synthetic has unknown key(s) {unknown}; allowed: "
-                f"{sorted(allowed - {'folder', 'image_size', 'progress'})}."
+                f"{sorted(allowed)}."
             )
         path = synthetic_hits.generate_hits_folder(
             Path(folder), image_size=tuple(params["image_size"]), progress=True, **opts
