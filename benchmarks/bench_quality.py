@@ -14,7 +14,6 @@ Usage: ``python benchmarks/bench_quality.py [--quick]``; writes
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import resource
 import sys
@@ -23,11 +22,13 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _machine import load_average, machine_line
 
 from lqknn.neighbors import ranked_neighbors
 from lqknn.quality import _brute_force_local_quality, local_quality
 
 RESULTS = Path(__file__).parent / "results" / "quality.md"
+MACHINE_LINE_AT = "<machine>"  # filled in at the end, with the load average
 
 
 def mixture(n, d=32, n_clusters=10, seed=0):
@@ -51,6 +52,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes")
     args = parser.parse_args(argv)
+    load_before = load_average()
     n_small, n_large = (500, 10_000) if args.quick else (2_000, 68_492)
     ks = kt = 10
     lines = [
@@ -58,11 +60,7 @@ def main(argv=None):
         "",
         f"Command: `python benchmarks/{Path(__file__).name}"
         f"{' --quick' if args.quick else ''}`",
-        f"Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}),"
-        f" Python {platform.python_version()}, numpy {np.__version__}; load average "
-        f"at start {os.getloadavg()[0]:.1f} (the machine was shared with other "
-        "processes while measuring: wall times are pessimistic, CPU times are the "
-        "process's own).",
+        MACHINE_LINE_AT,
         f"ks = kt = {ks}. Data: 32-d mixture of 10 Gaussians, 2-D = first two PCA "
         "components + N(0, 0.5^2) noise.",
         "",
@@ -117,6 +115,8 @@ def main(argv=None):
     ]
     print("\n".join(lines[-11:]))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    versions = f"Python {platform.python_version()}, numpy {np.__version__}"
+    lines[lines.index(MACHINE_LINE_AT)] = machine_line(load_before, versions)
     RESULTS.write_text("\n".join(lines))
     print(f"written to {RESULTS}", file=sys.stderr)
 
