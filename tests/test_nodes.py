@@ -333,3 +333,74 @@ def test_bad_parameter_keys_are_named(tmp_path):
                 "balance_reference_class": "solid",
             },
         )
+
+
+@pytest.mark.parametrize("mode", ["evaluation", "production"])
+def test_propagation_nodes_keep_unknown_samples_out(mode):
+    """Rows an expert marked unknown: -1 in every label set, never in a labelled
+    subset, never the parent of a propagated label in the annotated set."""
+    from lqknn.pipelines.propagation.nodes import build_annotated_dataset
+
+    rng = np.random.default_rng(4)
+    n = 60
+    truth = np.repeat([0, 1], n // 2)
+    emb = (truth[:, None] * 3.0 + rng.normal(size=(n, 2)))[None]  # 1 configuration
+    labels = (
+        truth.copy()
+        if mode == "evaluation"
+        else np.where(np.arange(n) % 4 == 0, truth, -1)
+    )
+    unknown = np.zeros(n, dtype=bool)
+    unknown[[3, 10, 33, 47]] = True
+    labels[unknown] = -1
+    samples = _samples(n, labels=labels)
+    samples.loc[unknown, "label_name"] = "unknown"
+    lq = {"ks5_kt5": np.ones((1, n))}
+    params = _production_params() | {
+        "labelled_fraction": 0.5,
+        "n_repetitions": 2,
+        "Ks": [3, 5],
+        "ks_kt": [[5, 5]],
+    }
+    _, _, _, sets = run_propagation_study(
+        emb, lq, samples, pd.DataFrame(), ["a", "b"], params
+    )
+    assert sets["mode"] == mode
+    for rep in sets["repetitions"]:
+        assert not rep["labelled_mask"][unknown].any()
+        for name, labs in rep["labels"].items():
+            assert (labs[unknown] == -1).all(), name
+        assert (rep["labels"]["lq3"][~unknown] >= 0).any()
+    table, setting = build_annotated_dataset(
+        emb, lq, samples, ["a", "b"], sets, params | {"taus": [0.1]}
+    )
+    ids = set(samples["sample_id"][unknown])
+    assert not set(table["parent_sample_id"]) & ids
+    assert (table.loc[unknown, "source"] == "unlabelled").all()
+    assert (table.loc[unknown, "label_name"] == "unknown").all()
+    assert setting["n_unknown"] == unknown.sum()
+    assert (
+        setting["n_unlabelled"] == ((table["source"] == "unlabelled") & ~unknown).sum()
+    )
+
+
+def test_annotated_set_never_routes_labels_through_unknown_samples():
+    """A 1-D chain where an unknown sample U is the only bridge from the labelled
+    group A to the unlabelled group B (K = 3): kept out, U relays nothing, so B
+    stays unlabelled; let in, B would take its labels from U."""
+    from lqknn.pipelines.propagation.nodes import build_annotated_dataset
+
+    x = np.array([0, 1, 2, 3, 4.6, 7, 8, 9, 0, 1, 2, 3], dtype=float)
+    y = np.array([0, 0, 0, 0, 0, 0, 0, 0, 50, 50, 50, 50], dtype=float)
+    emb = np.c_[x, y][None]
+    labels = np.array([0, 0, 0, 0, -1, -1, -1, -1, 1, 1, 1, 1])
+    samples = _samples(12, labels=labels)
+    samples.loc[4, "label_name"] = "unknown"
+    lq = {"ks5_kt5": np.ones((1, 12))}
+    params = _production_params() | {"Ks": [3], "taus": [0.1], "ks_kt": [[5, 5]]}
+    params["error_control"] = {"n_splits": 2, "target_accuracy": 0.5}
+    sets = {"mode": "production", "repetitions": [{"labelled_mask": labels >= 0}]}
+    table, _ = build_annotated_dataset(emb, lq, samples, ["a", "b"], sets, params)
+    assert (table["parent_sample_id"] != "s4").all()
+    assert (table.loc[[5, 6, 7], "source"] == "unlabelled").all()
+    assert (table.loc[[0, 1, 2, 3, 8, 9, 10, 11], "source"] == "manual").all()

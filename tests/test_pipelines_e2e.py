@@ -114,9 +114,14 @@ def test_mlflow_has_parent_run_with_nested_fold_runs(tiny_run):
     assert sorted(m.step for m in history) == [0, 1]
     mean = parent.data.metrics["propagation.lq_knn_K10_tau0.1_accuracy"]
     assert mean == pytest.approx(np.mean([m.value for m in history]))
-    assert client.get_metric_history(
+    history = client.get_metric_history(
         parent.info.run_id, "classification.std_knn_K10.ce.mcc_per_repetition"
     )
+    assert [m.step for m in history] == [0]  # one classification repetition
+    assert history[0].value == pytest.approx(
+        parent.data.metrics["classification.std_knn_K10.ce.mcc"]
+    )
+    assert parent.data.tags["lqknn.propagation_mode"] == "evaluation"
     # the report and every figure it links sit together under report/
     listed = {
         a.path.rsplit("/", 1)[-1]

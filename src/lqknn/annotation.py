@@ -29,6 +29,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from lqknn._validation import check_float, check_int, check_labels
+from lqknn.data.schema import unknown_mask
 from lqknn.neighbors import knn_excluding_self
 from lqknn.projection import select_projection, silhouette_scores
 from lqknn.propagation import (
@@ -456,17 +457,23 @@ def summarise_results(results: pd.DataFrame) -> pd.DataFrame:
     return agg.reset_index()
 
 
+def rows_of_quality(results: pd.DataFrame, key: str | None = None) -> pd.DataFrame:
+    """Rows of a results table that use the local quality ``key`` (default: the
+    first one in the table, i.e. the first (ks, kt) pair of the study), plus the
+    rows of methods that use none (Std-KNN, OPF-semi, LabelSpreading)."""
+    if "quality" not in results or results["quality"].isna().all():
+        return results
+    if key is None:
+        key = results["quality"].dropna().iloc[0]
+    return results[results["quality"].isna() | (results["quality"] == key)]
+
+
 def calibration_table(results: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
     """Estimated (from labelled samples alone) against true accuracy and coverage
     per (method, K, tau) and repetition, on the best projection."""
     if estimates.empty:
         return pd.DataFrame()
-    true = results[(results["projection"] == "best")]
-    if "quality" in true:
-        first = (
-            true["quality"].dropna().iloc[0] if true["quality"].notna().any() else None
-        )
-        true = true[true["quality"].isna() | (true["quality"] == first)]
+    true = rows_of_quality(results[(results["projection"] == "best")])
     true = true[true["method"].isin(["lq_knn", "std_knn"])]
     true = true[
         ["repetition", "method", "K", "tau", "annotation_accuracy", "labelled_fraction"]
@@ -612,9 +619,7 @@ def annotated_table(
     # (source "unlabelled", label_name "unknown"), even from a result that was not
     # computed with them excluded (annotate(..., exclude=...)).
     unknown = (
-        samples["label_name"].to_numpy() == "unknown"
-        if "label_name" in samples
-        else np.zeros(n, dtype=bool)
+        unknown_mask(samples) if "label_name" in samples else np.zeros(n, dtype=bool)
     ) & ~manual
     labels = np.where(unknown, -1, labels)
     source = np.where(

@@ -57,15 +57,59 @@ class ProjectHooks:
             names = [names]
         env = run_params.get("env") or getattr(self, "_env", "local")
         label = "+".join("all" if n == "__default__" else n for n in names)
-        key = _key_parameters(catalog)
-        name = " | ".join([env, label] + ([key] if key else []))
-        mlflow.set_tag("mlflow.runName", name)
+        self._run_name = (env, label, catalog)
+        mlflow.set_tag("mlflow.runName", _run_name(env, label, catalog))
         mlflow.set_tags({"lqknn.env": env, "lqknn.pipelines": label})
 
+    @hook_impl
+    def after_node_run(self, node, outputs: dict[str, Any]) -> None:
+        """Once propagation has decided its mode (evaluation or production, from
+        the data when ``mode: auto``), say it in the run's tags and name."""
+        if node.name != "run_propagation_study":
+            return
+        import mlflow
 
-def _key_parameters(catalog) -> str:
+        sets = outputs.get("propagated_label_sets")
+        mode = sets.get("mode") if isinstance(sets, dict) else None
+        if mlflow.active_run() is None or mode is None:
+            return
+        mlflow.set_tag("lqknn.propagation_mode", mode)
+        if getattr(self, "_run_name", None) is not None:
+            mlflow.set_tag("mlflow.runName", _run_name(*self._run_name, mode=mode))
+
+
+def _run_name(env: str, label: str, catalog, mode: str | None = None) -> str:
+    key = _key_parameters(catalog, mode)
+    return " | ".join([env, label] + ([key] if key else []))
+
+
+#: Sources whose pool is always fully labelled (propagation's evaluation mode).
+_FULLY_LABELLED_SOURCES = ("mnist", "medmnist", "digits")
+
+
+def _expected_mode(params: dict[str, Any]) -> str | None:
+    """Propagation mode known from the parameters alone, or None (own HITS data
+    with ``mode: auto``: only the data tell)."""
+    prop = params.get("propagation") or {}
+    if prop.get("mode", "auto") != "auto":
+        return prop["mode"]
+    ingest = params.get("ingest") or {}
+    source = ingest.get("source")
+    if source == "synthetic_hits":
+        synthetic = ingest.get("synthetic") or {}
+        hidden = synthetic.get("unlabelled_fraction") or synthetic.get(
+            "n_extra_unlabelled"
+        )
+        return "production" if hidden else "evaluation"
+    return "evaluation" if source in _FULLY_LABELLED_SOURCES else None
+
+
+def _key_parameters(catalog, mode: str | None = None) -> str:
     """Short summary of the parameters that distinguish runs, for run names:
-    data source, feature method, labelled fraction x repetitions, losses."""
+    data source, feature method, how labels are used (evaluation: labelled
+    fraction x repetitions; production: the manual labels), losses. ``mode`` is
+    the propagation mode once known; before, it is guessed from the parameters
+    and left out where only the data can tell."""
     try:
         params = catalog.load("parameters")
     except Exception:  # noqa: BLE001 - a run name must never stop a run
@@ -78,12 +122,11 @@ def _key_parameters(catalog) -> str:
     if method:
         parts.append(f"{method} features")
     prop = params.get("propagation") or {}
-    synthetic = (params.get("ingest") or {}).get("synthetic") or {}
-    hidden = synthetic.get("unlabelled_fraction") or synthetic.get("n_extra_unlabelled")
-    if prop.get("mode") == "production" or (source == "synthetic_hits" and hidden):
+    mode = mode or _expected_mode(params)
+    if mode == "production":
         # production mode propagates from the manual labels; no subsets are drawn
         parts.append("manual labels")
-    elif prop.get("n_repetitions"):
+    elif mode == "evaluation" and prop.get("n_repetitions"):
         parts.append(
             f"{prop.get('labelled_fraction', '?')} labelled x {prop['n_repetitions']}"
         )

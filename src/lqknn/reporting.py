@@ -13,14 +13,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from lqknn.annotation import rows_of_quality  # noqa: E402
+
 _TAU_COLOURS = plt.get_cmap("viridis")
-
-
-def _default_quality(results: pd.DataFrame) -> pd.DataFrame:
-    if "quality" not in results or results["quality"].isna().all():
-        return results
-    first = results["quality"].dropna().iloc[0]
-    return results[results["quality"].isna() | (results["quality"] == first)]
 
 
 def _mean_std(frame: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -43,7 +38,7 @@ def _curve(ax, stats: pd.DataFrame, label: str, colour, style="-") -> None:
 def plot_accuracy_vs_k(results: pd.DataFrame, *, projection: str = "best") -> Figure:
     """Annotation accuracy and labelled % against K: LQ-KNN for every tau and
     Std-KNN, mean +- std over repetitions (paper Fig. 4)."""
-    frame = _default_quality(results[results["projection"] == projection])
+    frame = rows_of_quality(results[results["projection"] == projection])
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     taus = sorted(frame.loc[frame["method"] == "lq_knn", "tau"].dropna().unique())
     for i, tau in enumerate(taus):
@@ -72,7 +67,7 @@ def plot_accuracy_vs_k(results: pd.DataFrame, *, projection: str = "best") -> Fi
 
 def plot_sorted_vs_unsorted(results: pd.DataFrame) -> Figure:
     """LQ-KNN with and without sorting by local quality (paper Fig. 5)."""
-    frame = _default_quality(results[results["projection"] == "best"])
+    frame = rows_of_quality(results[results["projection"] == "best"])
     taus = sorted(frame.loc[frame["method"] == "lq_knn", "tau"].dropna().unique())
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for i, tau in enumerate(taus):
@@ -102,7 +97,7 @@ def plot_best_vs_worst(
 ) -> Figure:
     """Annotation accuracy and labelled % of Std-KNN and LQ-KNN on the best and the
     worst projection at one K (paper Table 5), as grouped bars with std."""
-    frame = _default_quality(results)
+    frame = rows_of_quality(results)
     frame = frame[frame["K"] == K]
     rows = []
     for proj in ("best", "worst"):

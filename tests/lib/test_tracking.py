@@ -197,11 +197,20 @@ def test_run_names_say_how_labels_are_used():
     )
     large = {
         **base,
-        "ingest": {
-            "source": "synthetic_hits",
-            "synthetic": {"n_extra_unlabelled": 5000},
-        },
+        "ingest": {"source": "synthetic_hits", "synthetic": {"n_extra_unlabelled": 9}},
     }
     assert "manual labels" in _key_parameters(Catalog(large))
     assert "labelled x" not in _key_parameters(Catalog(large))
+    # an explicit mode wins over the guess
+    forced = {**large, "propagation": {**base["propagation"], "mode": "evaluation"}}
+    assert "0.1 labelled x 10" in _key_parameters(Catalog(forced))
+    # own HITS data with mode auto: only the data tell, so nothing is claimed ...
+    own = {**base, "ingest": {"source": "hits"}}
+    name = _key_parameters(Catalog(own))
+    assert "labelled x" not in name and "manual labels" not in name
+    # ... until propagation has resolved the mode (after_node_run passes it)
+    assert "manual labels" in _key_parameters(Catalog(own), mode="production")
+    assert "0.1 labelled x 10" in _key_parameters(Catalog(own), mode="evaluation")
+    digits = {**base, "ingest": {"source": "digits"}}
+    assert "0.1 labelled x 10" in _key_parameters(Catalog(digits))
     assert _key_parameters(object()) == ""  # never stops a run

@@ -142,12 +142,10 @@ def summarise_propagation(
         metrics["error_control_mean_abs_error"] = 100 * err.abs().mean()
     out = as_metrics(metrics)
     # The same figures per repetition, as MLflow histories (step = repetition).
-    rows = results[results["projection"] == "best"]
-    if "quality" in rows:
-        rows = rows[rows["quality"].isna() | (rows["quality"] == default)]
+    rows = annotation.rows_of_quality(results[results["projection"] == "best"], default)
     keys = [c for c in ("method", "K", "tau") if c in rows]
     for key, group in rows.groupby(keys, dropna=False, sort=False):
-        name = _metric_name(*dict(zip(keys, key, strict=True)).values())
+        name = _metric_name(**dict(zip(keys, key, strict=True)))
         group = group.sort_values("repetition")
         for column, suffix in (
             ("annotation_accuracy", "accuracy"),
@@ -213,6 +211,7 @@ def build_annotated_dataset(
     manual labels; evaluation: repetition 0's labelled subset) with the (K, tau)
     that meets ``target_accuracy`` at the largest estimated coverage."""
     pool = samples[pool_mask(samples)].reset_index(drop=True)
+    unknown = unknown_mask(pool)
     first = label_sets["repetitions"][0]
     manual = np.where(first["labelled_mask"], pool["label"].to_numpy(), -1)
     if label_sets["mode"] == "production":
@@ -231,7 +230,7 @@ def build_annotated_dataset(
         hide_fraction=ec.get("hide_fraction", 0.2),
         n_splits=ec.get("n_splits", 10),
         seed=params.get("seed", 0),
-        exclude=unknown_mask(pool),
+        exclude=unknown,
     )
     table = annotation.annotated_table(pool, result, manual, lq, classes, setting)
     setting = {
@@ -244,17 +243,19 @@ def build_annotated_dataset(
         projection=int(best),
         n_manual=int((manual >= 0).sum()),
         n_propagated=int((table["source"] == "propagated").sum()),
-        n_unlabelled=int((table["source"] == "unlabelled").sum()),
+        n_unlabelled=int(((table["source"] == "unlabelled") & ~unknown).sum()),
+        n_unknown=int(unknown.sum()),
     )
     logger.info(
         "annotated data set: %d manual, %d propagated (K=%s, tau=%s, estimated "
-        "accuracy %.1f %%), %d left unlabelled",
+        "accuracy %.1f %%), %d left unlabelled, %d marked unknown (kept out)",
         setting["n_manual"],
         setting["n_propagated"],
         setting["K"],
         setting["tau"],
         100 * float(setting.get("accuracy", np.nan)),
         setting["n_unlabelled"],
+        setting["n_unknown"],
     )
     return table, setting
 
