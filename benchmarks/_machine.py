@@ -24,8 +24,8 @@ def machine_line(load_before: tuple[float, float, float], extra: str = "") -> st
     cores = os.cpu_count()
     return (
         f"Machine: {platform.machine()}, {cores} cores; load average (1, 5, 15 min) "
-        f"before: {fmt(load_before)}, after: {fmt(load_average())} (above {cores}, "
-        "other processes shared the cores and timings are upper bounds)"
+        f"before: {fmt(load_before)}, after: {fmt(load_average())} (a value above {cores} "
+        "means other processes shared the cores: timings are then upper bounds)"
         + (f"; {extra}" if extra else "")
         + "."
     )
